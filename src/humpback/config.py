@@ -1,0 +1,182 @@
+"""Typed params: `params.yaml` read with ruamel.yaml into dataclasses, one section per stage.
+
+Each module owns the dataclass of its own section and registers it in SECTIONS below, so a stage
+asks only for what it reads (`load_section("corpus")`) while any unknown top-level key, unknown
+field or wrong type anywhere in the file is an error that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from humpback.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+# section name -> "module:Class". Lazy so that loading one section imports only its module.
+SECTIONS: dict[str, str] = {
+    "base_model": "humpback.models:BaseModelConfig",
+    "seed": "humpback.seed.config:SeedConfig",
+    "corpus": "humpback.corpus.config:CorpusConfig",
+    "prompts": "humpback.prompts:PromptsConfig",
+    "engine": "humpback.engines.config:EngineConfig",
+    "train": "humpback.training.config:TrainConfig",
+    "augment": "humpback.augment:AugmentConfig",
+    "score": "humpback.curation.config:ScoreConfig",
+    "select": "humpback.curation.config:SelectConfig",
+    "iterations": "humpback.config:IterationsConfig",
+    "eval": "humpback.evaluation.config:EvalConfig",
+    "judge": "humpback.evaluation.config:JudgeConfig",
+    "bench": "humpback.bench.config:BenchConfig",
+}
+
+
+@dataclasses.dataclass
+class Iteration:
+    prev: str  # the model that scores the candidates for this iteration (m0, it1, ...)
+
+
+class IterationsConfig(dict):
+    """`iterations: {it1: {prev: m0}, it2: {prev: it1}}`: a mapping, so it gets its own parser."""
+
+    @classmethod
+    def from_raw(cls, raw: Any, where: str) -> IterationsConfig:
+        if not isinstance(raw, dict) or not raw:
+            raise ConfigError(f"{where}: expected a non-empty mapping of iteration name -> {{prev: ...}}")
+        out = cls()
+        for name, body in raw.items():
+            out[str(name)] = convert(body, Iteration, f"{where}.{name}")
+        known = {"m0", *out}
+        for name, it in out.items():
+            if it.prev not in known or it.prev == name:
+                raise ConfigError(f"{where}.{name}.prev: '{it.prev}' is not m0 or another iteration")
+        return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def convert(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the type annotation `tp`; build dataclasses; name `where` on error."""
+    if isinstance(tp, type) and hasattr(tp, "from_raw"):
+        return tp.from_raw(value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+        unknown = sorted(set(map(str, value)) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+            )
+        kwargs = {}
+        for name, f in fields.items():
+            if name in value:
+                kwargs[name] = convert(value[name], hints[name], f"{where}.{name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}.{name}: required key is missing")
+        return tp(**kwargs)
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arm in get_args(tp):
+            if arm is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return convert(value, arm, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(map(repr, get_args(tp)))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (arm,) = get_args(tp)[:1] or (Any,)
+        return [convert(v, arm, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        kt, vt = get_args(tp) or (Any, Any)
+        return {str(k): convert(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def read_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Parse the YAML file and check that every top-level key is a known section."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    unknown = sorted(set(map(str, data)) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    return data
+
+
+def section_class(name: str) -> type:
+    module, _, cls = SECTIONS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | None = None) -> T:
+    """Read one section; a missing section means all defaults."""
+    if name not in SECTIONS:
+        raise ConfigError(f"{path}: '{name}' is not a known section")
+    data = read_params(path)
+    cls = cls or section_class(name)
+    raw = data.get(name)
+    if raw is None and dataclasses.is_dataclass(cls):
+        raw = {}
+    try:
+        return convert(raw, cls, name)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def validate_all(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Load every section present in the file (used by `humpback check-params` and the tests)."""
+    data = read_params(path)
+    return {name: load_section(name, path) for name in data}

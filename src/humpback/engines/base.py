@@ -1,0 +1,47 @@
+"""One small interface for "given chat requests, return completions or next-token log-probs".
+
+Backends: transformers (CPU, or a GPU without vLLM), vLLM (GPU), any OpenAI-compatible endpoint.
+Requests are chat messages, so each backend applies its own model's chat template.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": ...}, ...]
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7  # the paper's nucleus sampling
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    seed: int = 0
+
+
+class Engine(abc.ABC):
+    """A loaded model (or endpoint). Close it to free memory; usable as a context manager."""
+
+    name: str = "engine"
+
+    @abc.abstractmethod
+    def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
+        """One completion per request (the assistant's reply text), in request order."""
+
+    @abc.abstractmethod
+    def choice_logprobs(
+        self, requests: Sequence[Messages], choices: Sequence[str], *, assistant_prefix: str = "", desc: str = "score"
+    ) -> list[dict[str, float]]:
+        """Log-probability of each single-token `choice` as the next token after the reply begins
+        with `assistant_prefix` (e.g. "Score: "). A choice the backend cannot see gets -inf."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free the model."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

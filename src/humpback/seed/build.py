@@ -1,0 +1,106 @@
+"""Combine the seed sources: read, filter by length, deduplicate, cap each source, count every reason."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+
+import polars as pl
+
+from humpback.errors import EmptyResultError
+from humpback.seed.config import SeedConfig, SeedSource
+from humpback.seed.oasst import read_oasst
+from humpback.seed.pairs import Row, read_pairs
+
+KEPT_SCHEMA = {"instruction": pl.String, "output": pl.String, "source": pl.String, "source_id": pl.String}
+REJECTED_SCHEMA = {**KEPT_SCHEMA, "reason": pl.String}
+
+
+@dataclass
+class SeedResult:
+    kept: pl.DataFrame  # instruction, output, source, source_id
+    rejected: pl.DataFrame  # the same plus reason
+    metrics: dict
+
+
+def read_source(source: SeedSource, cfg: SeedConfig) -> tuple[list[Row], dict]:
+    return read_oasst(source, cfg.lang) if source.kind == "oasst" else read_pairs(source)
+
+
+def length_reason(row: Row, min_chars: int, max_chars: int) -> str | None:
+    for field in ("instruction", "output"):
+        n = len(row[field])
+        if n == 0:
+            return f"empty_{field}"
+        if n < min_chars:
+            return f"short_{field}"
+        if max_chars and n > max_chars:
+            return f"long_{field}"
+    return None
+
+
+def sample_key(seed: int, source_id: str) -> bytes:
+    """A per-row random key fixed by (seed, id): the sample does not depend on file order or layout,
+    and a larger max_examples keeps a superset of a smaller one."""
+    return hashlib.blake2b(f"{seed}\x00{source_id}".encode(), digest_size=16).digest()
+
+
+def build_seed(cfg: SeedConfig) -> SeedResult:
+    """Read every source (all input faults raise before anything is returned) and pick the seed pairs."""
+    per_source: list[tuple[SeedSource, list[Row], dict]] = []
+    for source in cfg.sources:
+        rows, stats = read_source(source, cfg)
+        per_source.append((source, rows, stats))
+
+    seen: set[tuple[str, str]] = set()
+    for _, rows, _ in per_source:
+        for row in rows:
+            if row["reason"] is None:
+                row["reason"] = length_reason(row, cfg.min_chars, cfg.max_chars)
+            if row["reason"] is None:
+                key = (row["instruction"], row["output"])
+                row["reason"] = "duplicate" if key in seen else None
+                seen.add(key)
+
+    for source, rows, _ in per_source:
+        cap = cfg.max_examples if source.max_examples is None else source.max_examples
+        eligible = [i for i, r in enumerate(rows) if r["reason"] is None]
+        if cap and len(eligible) > cap:
+            ranked = sorted(eligible, key=lambda i: (sample_key(cfg.seed, rows[i]["source_id"]), i))
+            for i in ranked[cap:]:
+                rows[i]["reason"] = "over_max_examples"
+
+    kept = [r for _, rows, _ in per_source for r in rows if r["reason"] is None]
+    rejected = [r for _, rows, _ in per_source for r in rows if r["reason"] is not None]
+    metrics = _metrics(per_source, len(kept))
+    if not kept:
+        summary = "; ".join(
+            f"{s['name']} ({s['candidates']} candidates, rejected: "
+            + (", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "none") + ")"
+            for s in metrics["sources"]
+        )
+        raise EmptyResultError(f"no seed pairs left after selection from: {summary}")
+    return SeedResult(
+        kept=pl.DataFrame(kept, schema={**KEPT_SCHEMA, "reason": pl.String}).drop("reason"),
+        rejected=pl.DataFrame(rejected, schema=REJECTED_SCHEMA) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA),
+        metrics=metrics,
+    )
+
+
+def _metrics(per_source: list[tuple[SeedSource, list[Row], dict]], total: int) -> dict:
+    sources = []
+    rejected_all: Counter[str] = Counter()
+    for source, rows, stats in per_source:
+        reasons = Counter(r["reason"] for r in rows if r["reason"] is not None)
+        rejected_all.update(reasons)
+        sources.append({
+            "name": source.label,
+            "kind": source.kind,
+            "path": source.path,
+            **stats,
+            "candidates": len(rows),
+            "selected": sum(r["reason"] is None for r in rows),
+            "rejected": dict(sorted(reasons.items())),
+        })
+    return {"kept": total, "rejected": dict(sorted(rejected_all.items())), "sources": sources}

@@ -1,0 +1,41 @@
+"""The `seed:` section of params.yaml: where the human-written seed pairs come from and how they are picked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+BUNDLED_SEED = "data/seed/seed.jsonl"
+
+
+@dataclass
+class SeedSource:
+    path: str  # a file (.jsonl, .jsonl.gz, .parquet) or a directory of them
+    kind: Literal["pairs", "oasst"] = "pairs"  # pairs: one instruction/output per record; oasst: oasst1 messages
+    name: str = ""  # label in the `source` column and the metrics; empty = "<kind>:<path>"
+    # pairs only: column names of the table
+    instruction_column: str = "instruction"
+    output_column: str = "output"
+    input_column: str = ""  # optional extra context (Alpaca's `input`), appended to the instruction
+    id_column: str = ""  # empty = "<file name>:<line or row>"
+    # oasst only: flat message table or one conversation tree per line; auto = by file name and content
+    layout: Literal["auto", "flat", "trees"] = "auto"
+    max_examples: int | None = None  # per-source override of SeedConfig.max_examples
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.kind}:{self.path}"
+
+
+def _bundled() -> list[SeedSource]:
+    return [SeedSource(path=BUNDLED_SEED, kind="pairs", name="bundled", id_column="id")]
+
+
+@dataclass
+class SeedConfig:
+    sources: list[SeedSource] = field(default_factory=_bundled)  # default: the bundled seed set only
+    lang: str = "en"  # oasst: prompt and reply must both be in this language; empty = any
+    max_examples: int = 3200  # per source, sampled with `seed` after filtering (paper: 3,200 oasst pairs); 0 = all
+    seed: int = 0  # fixes which pairs the max_examples sample keeps
+    min_chars: int = 1  # instruction and output each need at least this many characters after stripping
+    max_chars: int = 0  # and at most this many; 0 = no limit

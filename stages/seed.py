@@ -1,0 +1,38 @@
+"""Seed stage: pick the human-written seed pairs (bundled set, oasst1, any pairs table) named in params `seed:`.
+
+Writes data/prepared/seed.parquet (instruction, output, source, source_id), the rejected rows with
+their reason beside it, and the counts to metrics/seed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from humpback.config import load_section
+from humpback.io import write_json, write_parquet
+from humpback.seed import SeedConfig, build_seed
+from humpback.stage import stage
+
+log = logging.getLogger("humpback.seed")
+
+
+@stage
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="data/prepared/seed.parquet")
+    ap.add_argument("--rejected", default="data/prepared/seed_rejected.parquet")
+    ap.add_argument("--metrics", default="metrics/seed.json")
+    args = ap.parse_args()
+
+    cfg: SeedConfig = load_section("seed", args.params)
+    result = build_seed(cfg)
+    write_parquet(result.kept, args.out)
+    write_parquet(result.rejected, args.rejected)
+    write_json(result.metrics, args.metrics)
+    log.info("kept %d seed pairs, rejected %d %s", result.kept.height, result.rejected.height, result.metrics["rejected"])
+
+
+if __name__ == "__main__":
+    main()

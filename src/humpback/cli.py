@@ -1,0 +1,43 @@
+"""`humpback` command: small utilities around the DVC pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from humpback.errors import HumpbackError
+
+
+def _check_params(args: argparse.Namespace) -> None:
+    from humpback.config import validate_all
+
+    sections = validate_all(args.params)
+    print(f"{args.params}: ok ({len(sections)} sections: {', '.join(sections)})")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from humpback.bench.run import main as bench_main
+
+    bench_main(args.only, args.out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="humpback", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check-params", help="validate every section of a params file")
+    p.add_argument("params", nargs="?", default="params.yaml")
+    p.set_defaults(fn=_check_params)
+    p = sub.add_parser("bench", help="run the benchmarks and write metrics/bench.json")
+    p.add_argument("--only", nargs="*", default=None, help="benchmark names to run (default: all)")
+    p.add_argument("--out", default="metrics/bench.json")
+    p.set_defaults(fn=_bench)
+    args = ap.parse_args(argv)
+    try:
+        args.fn(args)
+    except HumpbackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The params loader: typed sections, and errors that name the file and the key."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from humpback.config import convert, load_section, read_params
+from humpback.errors import ConfigError
+
+
+@dataclass
+class Inner:
+    k: int = 1
+
+
+@dataclass
+class Section:
+    name: str = "x"
+    rate: float = 0.5
+    mode: Literal["a", "b"] = "a"
+    flag: bool = False
+    items: list[str] = field(default_factory=list)
+    inner: Inner = field(default_factory=Inner)
+    maybe: int | None = None
+
+
+def test_convert_builds_nested_dataclasses_and_coerces_int_to_float():
+    s = convert({"rate": 1, "items": ["p"], "inner": {"k": 3}, "maybe": 4}, Section, "sec")
+    assert s == Section(rate=1.0, items=["p"], inner=Inner(k=3), maybe=4)
+    assert isinstance(s.rate, float)
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({"rat": 1}, "sec: unknown key(s) rat"),
+        ({"rate": "fast"}, "sec.rate: expected a number"),
+        ({"mode": "c"}, "sec.mode: 'c' is not one of 'a', 'b'"),
+        ({"flag": "yes"}, "sec.flag: expected true or false"),
+        ({"items": "p"}, "sec.items: expected a list"),
+        ({"items": [1]}, "sec.items[0]: expected a string"),
+        ({"inner": {"k": 1.5}}, "sec.inner.k: expected an integer"),
+        ({"inner": {"j": 1}}, "sec.inner: unknown key(s) j"),
+        ({"maybe": "x"}, "sec.maybe:"),
+        ({"rate": True}, "sec.rate: expected a number"),
+    ],
+)
+def test_convert_errors_name_the_key(raw, fragment):
+    with pytest.raises(ConfigError) as e:
+        convert(raw, Section, "sec")
+    assert fragment in str(e.value)
+
+
+def test_unknown_section_names_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("bogus: {a: 1}\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: unknown section\(s\) bogus"):
+        read_params(p)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_params(p)
+    with pytest.raises(ConfigError, match="not found"):
+        read_params(tmp_path / "nope.yaml")
+
+
+def test_iterations_must_chain(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("iterations:\n  it1: {prev: m0}\n  it2: {prev: it1}\n  it3: {prev: it2}\n")
+    its = load_section("iterations", p)
+    assert [(k, v.prev) for k, v in its.items()] == [("it1", "m0"), ("it2", "it1"), ("it3", "it2")]
+    p.write_text("iterations:\n  it1: {prev: m9}\n")
+    with pytest.raises(ConfigError, match=r"iterations.it1.prev: 'm9'"):
+        load_section("iterations", p)
+
+
+def test_section_error_names_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("base_model:\n  source: tiny\n  dtyp: float32\n")
+    with pytest.raises(ConfigError) as e:
+        load_section("base_model", p)
+    assert str(p) in str(e.value) and "base_model: unknown key(s) dtyp" in str(e.value)
+
+
+def test_missing_section_means_defaults(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("{}\n")
+    assert load_section("base_model", p).source == "embedded"

@@ -20,4 +20,4 @@ lint:
 	ruff check src stages tests bench
 
 bench:
-	humpback bench
+	python bench/run.py

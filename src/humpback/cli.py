@@ -15,22 +15,12 @@ def _check_params(args: argparse.Namespace) -> None:
     print(f"{args.params}: ok ({len(sections)} sections: {', '.join(sections)})")
 
 
-def _bench(args: argparse.Namespace) -> None:
-    from humpback.bench.run import main as bench_main
-
-    bench_main(args.only, args.out)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="humpback", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check-params", help="validate every section of a params file")
     p.add_argument("params", nargs="?", default="params.yaml")
     p.set_defaults(fn=_check_params)
-    p = sub.add_parser("bench", help="run the benchmarks and write metrics/bench.json")
-    p.add_argument("--only", nargs="*", default=None, help="benchmark names to run (default: all)")
-    p.add_argument("--out", default="metrics/bench.json")
-    p.set_defaults(fn=_bench)
     args = ap.parse_args(argv)
     try:
         args.fn(args)

@@ -37,7 +37,6 @@ SECTIONS: dict[str, str] = {
     "iterations": "humpback.config:IterationsConfig",
     "eval": "humpback.evaluation.config:EvalConfig",
     "judge": "humpback.evaluation.config:JudgeConfig",
-    "bench": "humpback.bench.config:BenchConfig",
 }
 
 

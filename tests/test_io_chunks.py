@@ -1,0 +1,94 @@
+"""Atomic outputs, strict readers and the resumable chunk runner."""
+
+import gzip
+import json
+
+import polars as pl
+import pytest
+
+from humpback.chunks import process_in_chunks
+from humpback.errors import InputError
+from humpback.io import atomic_path, iter_jsonl, read_table, write_json
+
+
+def test_atomic_path_keeps_previous_output_on_failure(tmp_path):
+    out = tmp_path / "m.json"
+    write_json({"v": 1}, out)
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert json.loads(out.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temp file left behind
+
+
+def test_iter_jsonl_names_file_and_line(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"a": 1}\n\n{"a": 2\n')
+    with pytest.raises(InputError, match=r"a.jsonl, record line 3: malformed JSON"):
+        list(iter_jsonl(p))
+    p.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(InputError, match=r"line 2: expected a JSON object, got list"):
+        list(iter_jsonl(p))
+
+
+def test_iter_jsonl_bad_encoding_and_truncated_gzip(tmp_path):
+    p = tmp_path / "latin.jsonl"
+    p.write_bytes('{"a": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        list(iter_jsonl(p))
+    g = tmp_path / "t.jsonl.gz"
+    g.write_bytes(gzip.compress(b'{"a": 1}\n' * 1000)[:-20])
+    with pytest.raises(InputError, match="t.jsonl.gz: cannot read"):
+        list(iter_jsonl(g))
+
+
+def test_read_table_checks_columns_and_emptiness(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"a": 1}\n')
+    with pytest.raises(InputError, match="missing column"):
+        read_table(p, ["a", "b"])
+    p.write_text("")
+    with pytest.raises(InputError, match="no records"):
+        read_table(p)
+    txt = tmp_path / "x.txt"
+    txt.write_text("x")
+    with pytest.raises(InputError, match="unsupported file type"):
+        read_table(txt)
+
+
+def _double(chunk: pl.DataFrame, i: int) -> pl.DataFrame:
+    return chunk.with_columns((pl.col("x") * 2).alias("y"), pl.lit(i).alias("chunk"))
+
+
+def test_chunks_resume_after_crash_gives_same_output(tmp_path):
+    df = pl.DataFrame({"x": list(range(10))})
+    calls = []
+
+    def crashing(chunk, i):
+        calls.append(i)
+        if i == 2:
+            raise KeyboardInterrupt  # the stage is killed while working on the third chunk
+        return _double(chunk, i)
+
+    out = tmp_path / "out.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        process_in_chunks(df, out, crashing, chunk_size=3)
+    assert not out.exists()
+    assert sorted(p.name for p in (tmp_path / "out.parquet.parts").glob("part-*")) == ["part-00000.parquet", "part-00001.parquet"]
+
+    calls.clear()
+    resumed = process_in_chunks(df, out, lambda c, i: calls.append(i) or _double(c, i), chunk_size=3)
+    assert calls == [2, 3]  # finished chunks are not redone
+    fresh = process_in_chunks(df, tmp_path / "fresh.parquet", _double, chunk_size=3)
+    assert resumed.equals(fresh) and pl.read_parquet(out).equals(fresh)
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_chunks_discard_parts_of_other_inputs(tmp_path):
+    out = tmp_path / "out.parquet"
+    parts = tmp_path / "out.parquet.parts"
+    parts.mkdir()
+    (parts / "FINGERPRINT").write_text("stale")
+    pl.DataFrame({"x": [99], "y": [0], "chunk": [0]}).write_parquet(parts / "part-00000.parquet")
+    res = process_in_chunks(pl.DataFrame({"x": [1, 2]}), out, _double, chunk_size=5)
+    assert res["y"].to_list() == [2, 4]

@@ -1,0 +1,277 @@
+"""Self-augmentation: the backward model M_yx writes one candidate instruction per web segment.
+
+Small backward models often write something that is not a user's request: an echo of the text,
+a meta-instruction ("Write an instruction for this text"), the template's "Response:" label, a
+repetition loop. Every generated instruction is cleaned (quotes, "Instruction:" labels, chat
+artefacts) and then checked; a degenerate one is kept in the rejected table with its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from humpback.chunks import process_in_chunks
+from humpback.engines.base import Engine, Sampling
+from humpback.errors import InputError
+from humpback.io import read_table, write_json, write_parquet
+from humpback.prompts import PromptsConfig, backward_messages
+
+
+@dataclass
+class GenerationConfig:
+    temperature: float = 0.7  # the paper's nucleus sampling, T = 0.7, p = 0.9
+    top_p: float = 0.9
+    max_new_tokens: int = 64
+
+    def sampling(self, seed: int) -> Sampling:
+        return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
+
+
+# Phrases that describe the task instead of being a request. Case-insensitive regexes.
+META_PATTERNS = [
+    r"\b(?:write|generate|create|give|provide|produce|come up with|suggest|formulate)\b[^.?!\n]{0,40}"
+    r"\b(?:instruction|prompt|question|request|query|task)s?\b",
+    r"\bwhat (?:is|was|would be|could be|might be) (?:the|a|an|this|that) (?:user'?s? )?"
+    r"(?:instruction|request|prompt|question|query)\b",
+    r"\bhere (?:is|are|'s) (?:the|a|an|my|your|one|some) (?:possible |user'?s? |suitable )?"
+    r"(?:instruction|request|prompt|question|query)s?\b",
+    r"(?:^|\n)\s*(?:\*\*)?(?:response|answer|output|assistant|text)(?:\*\*)?\s*:",
+    r"\b(?:the|this|that) (?:above|following|given|provided) (?:text|response|answer|passage|paragraph|article)\b",
+    r"\b(?:the|this) (?:response|answer) (?:above|below)\b",
+    r"\bthe user(?:'s)? (?:request|instruction|prompt|question) (?:is|was|would be)\b",
+]
+
+
+@dataclass
+class FilterConfig:
+    min_chars: int = 10  # shorter is "too_short" ("Poem.")
+    min_words: int = 2
+    max_chars: int = 600  # longer is "too_long": a request, not an essay
+    max_words: int = 120
+    min_alpha_ratio: float = 0.5  # letters / non-space characters below this: "mostly_non_alpha"
+    # "repetition": share of repeated word 3-grams at or above this (with >= 8 words), or one
+    # character repeated 10+ times in a row.
+    max_repeated_ngram_share: float = 0.3
+    # "echo": the instruction's word 3-grams found in the segment at or above this share, or the
+    # whole instruction (>= 4 words) appears verbatim in the segment.
+    max_echo_overlap: float = 0.8
+    meta_patterns: list[str] = field(default_factory=lambda: list(META_PATTERNS))
+
+
+@dataclass
+class AugmentConfig:
+    max_segments: int = 0  # sample this many segments (fixed seed); 0 = all
+    seed: int = 0  # sampling of segments; generation chunk i uses seed + i
+    chunk_size: int = 32  # segments per resumable part
+    sampling: GenerationConfig = field(default_factory=GenerationConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# cleaning
+
+# Special tokens and role markers a chat model may leave in its reply.
+_SPECIAL = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]|<<SYS>>|<</SYS>>")
+# A new turn starting after the instruction: everything from there on is not the instruction.
+_TRAILING_TURN = re.compile(
+    r"\n\s*(?:#+\s*)?(?:\*\*)?(?:response|answer|assistant|output|user|human|system)(?:\*\*)?\s*:", re.IGNORECASE
+)
+_LABEL = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?(?:the\s+)?(?:user'?s?\s+)?(?:instruction|request|prompt|question|query)"
+    r"(?:\*\*)?\s*[:\-–]\s*(?:\*\*)?\s*",
+    re.IGNORECASE,
+)
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "`": "`", "«": "»", "*": "*"}
+
+
+def clean_instruction(text: str | None) -> str:
+    """Strip special tokens, a following turn, "Instruction:" labels and surrounding quotes."""
+    if not text:
+        return ""
+    text = _SPECIAL.sub("", text)
+    m = _TRAILING_TURN.search(text)
+    if m and m.start() > 0 and text[: m.start()].strip():
+        text = text[: m.start()]
+    text = text.strip()
+    for _ in range(3):  # labels and quotes can nest: 'Instruction: "..."'
+        before = text
+        text = _LABEL.sub("", text, count=1).strip()
+        while len(text) >= 2 and text[0] in _QUOTES and text[-1] == _QUOTES[text[0]]:
+            text = text[1:-1].strip()
+        if text == before:
+            break
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# degenerate filter
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+REASONS = ["empty", "too_long", "too_short", "mostly_non_alpha", "repetition", "meta_instruction", "echo"]
+
+
+def _ngrams(words: list[str], n: int = 3) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def echo_overlap(instruction: str, output: str) -> float:
+    """Share of the instruction's word 3-grams (words for shorter ones) that occur in the output."""
+    words = _WORD.findall(instruction.lower())
+    out_words = _WORD.findall(output.lower())
+    if not words:
+        return 0.0
+    if len(words) < 3:  # too short for 3-grams: only an exact copy counts
+        return float(words == out_words)
+    grams = _ngrams(words)
+    have = set(_ngrams(out_words))
+    return sum(g in have for g in grams) / len(grams)
+
+
+class DegenerateFilter:
+    """`reason(instruction, output)` -> the first failed check's name, or None for a keeper."""
+
+    def __init__(self, cfg: FilterConfig):
+        self.cfg = cfg
+        self.meta = [re.compile(p, re.IGNORECASE) for p in cfg.meta_patterns]
+
+    def reason(self, instruction: str, output: str) -> str | None:
+        cfg = self.cfg
+        if not instruction.strip():
+            return "empty"
+        words = _WORD.findall(instruction.lower())
+        if len(instruction) > cfg.max_chars or len(words) > cfg.max_words:
+            return "too_long"
+        if len(instruction) < cfg.min_chars or len(words) < cfg.min_words:
+            return "too_short"
+        visible = [c for c in instruction if not c.isspace()]
+        if sum(c.isalpha() for c in visible) / len(visible) < cfg.min_alpha_ratio:
+            return "mostly_non_alpha"
+        if re.search(r"(.)\1{9,}", instruction):
+            return "repetition"
+        grams = _ngrams(words)
+        if len(words) >= 8 and grams:
+            repeated = len(grams) - len(set(grams))
+            if repeated / len(grams) >= cfg.max_repeated_ngram_share:
+                return "repetition"
+        if any(p.search(instruction) for p in self.meta):
+            return "meta_instruction"
+        norm_ins = " ".join(words)
+        if len(words) >= 4 and norm_ins in " ".join(_WORD.findall(output.lower())):
+            return "echo"
+        if echo_overlap(instruction, output) >= cfg.max_echo_overlap:
+            return "echo"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# runner
+
+SEGMENT_COLUMNS = ["segment_id", "text"]
+
+
+def load_segments(path: str | Path, cfg: AugmentConfig) -> pl.DataFrame:
+    """The segments to augment: all, or a seeded sample of `max_segments`, in file order."""
+    df = read_table(path, SEGMENT_COLUMNS)
+    if df["segment_id"].is_duplicated().any():
+        dup = df.filter(pl.col("segment_id").is_duplicated())["segment_id"][0]
+        raise InputError(path, "duplicate segment_id", dup)
+    for col in ("header", "doc_id"):
+        if col not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=pl.String).alias(col))
+    df = df.select(
+        pl.col("segment_id").cast(pl.String), pl.col("text").cast(pl.String),
+        pl.col("header").cast(pl.String), pl.col("doc_id").cast(pl.String),
+    )
+    if 0 < cfg.max_segments < df.height:
+        df = df.with_row_index("_i").sample(cfg.max_segments, seed=cfg.seed).sort("_i").drop("_i")
+    return df
+
+
+def model_stamp(model_dir: str | Path | None) -> list:
+    """Names, sizes and mtimes of a model's files: resumed parts written by another model are discarded."""
+    if model_dir is None or not Path(model_dir).is_dir():
+        return []
+    return sorted(
+        (str(p.relative_to(model_dir)), p.stat().st_size, int(p.stat().st_mtime))
+        for p in Path(model_dir).rglob("*") if p.is_file()
+    )
+
+
+def generate_instructions(
+    segments: pl.DataFrame, engine: Engine, cfg: AugmentConfig, prompts: PromptsConfig, out: str | Path,
+    *, model_dir: str | Path | None = None,
+) -> pl.DataFrame:
+    """Raw backward-model output per segment (`raw_instruction`), resumable in chunks at `out`."""
+
+    def chunk(df: pl.DataFrame, i: int) -> pl.DataFrame:
+        requests = [backward_messages(prompts, output=t) for t in df["text"]]
+        texts = engine.generate(requests, cfg.sampling.sampling(cfg.seed + i), desc=f"augment chunk {i}")
+        return df.with_columns(pl.Series("raw_instruction", texts, dtype=pl.String))
+
+    settings = {
+        "sampling": dataclasses.asdict(cfg.sampling), "seed": cfg.seed,
+        "template": prompts.backward_template, "model": model_stamp(model_dir),
+    }
+    return process_in_chunks(segments, out, chunk, chunk_size=cfg.chunk_size, settings=settings, desc="augment")
+
+
+def filter_candidates(generated: pl.DataFrame, cfg: FilterConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Clean each instruction and split into (candidates, rejected-with-reason)."""
+    filt = DegenerateFilter(cfg)
+    cleaned = [clean_instruction(r) for r in generated["raw_instruction"]]
+    reasons = [filt.reason(i, o) for i, o in zip(cleaned, generated["text"], strict=True)]
+    df = generated.with_columns(
+        pl.Series("instruction", cleaned, dtype=pl.String), pl.Series("reason", reasons, dtype=pl.String)
+    ).rename({"text": "output"})
+    kept = df.filter(pl.col("reason").is_null()).select("segment_id", "instruction", "output", "header", "doc_id")
+    rejected = df.filter(pl.col("reason").is_not_null()).select(
+        "segment_id", "instruction", "raw_instruction", "output", "header", "doc_id", "reason"
+    )
+    return kept, rejected
+
+
+def augment_metrics(generated: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFrame, seconds: float) -> dict:
+    counts = Counter(rejected["reason"].to_list())
+
+    def mean_len(s: pl.Series) -> float:
+        return round(float(s.str.len_chars().mean()), 1) if s.len() else 0.0
+
+    return {
+        "segments_in": generated.height,
+        "kept": kept.height,
+        "rejected": rejected.height,
+        "kept_share": round(kept.height / generated.height, 4) if generated.height else 0.0,
+        "rejected_by_reason": {r: counts.get(r, 0) for r in REASONS},
+        "mean_instruction_chars": mean_len(kept["instruction"]),
+        "mean_instruction_words": round(float(kept["instruction"].str.count_matches(r"\w+").mean()), 1)
+        if kept.height else 0.0,
+        "mean_output_chars": mean_len(kept["output"]),
+        "seconds": round(seconds, 1),
+    }
+
+
+def run_augment(
+    segments_path: str | Path, engine: Engine, cfg: AugmentConfig, prompts: PromptsConfig, *,
+    candidates_path: str | Path, rejected_path: str | Path, metrics_path: str | Path,
+    model_dir: str | Path | None = None,
+) -> dict:
+    """Segments -> cleaned, filtered candidate pairs; rejected rows and metrics beside them."""
+    start = time.perf_counter()
+    segments = load_segments(segments_path, cfg)
+    # The chunk parts live beside the candidates file; the combined raw table is transient.
+    raw_path = Path(candidates_path).with_name(".generated.parquet")
+    generated = generate_instructions(segments, engine, cfg, prompts, raw_path, model_dir=model_dir)
+    kept, rejected = filter_candidates(generated, cfg.filter)
+    write_parquet(kept, candidates_path)
+    write_parquet(rejected, rejected_path)
+    raw_path.unlink(missing_ok=True)
+    metrics = augment_metrics(generated, kept, rejected, time.perf_counter() - start)
+    write_json(metrics, metrics_path)
+    return metrics

@@ -1,0 +1,32 @@
+"""Params of the two self-curation stages: `score` (the previous model rates every candidate) and
+`select` (keep the pairs rated at or above a threshold). Separate sections, so that a new
+threshold re-runs only `select@itN` and M0's scores come from the DVC cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from humpback.augment import GenerationConfig
+
+
+@dataclass
+class ScoreConfig:
+    # generate: the paper's way: a brief reasoning, then "Score: <n>" on the last line, parsed from
+    #           the text (slow: up to max_new_tokens per pair).
+    # logprob:  one forward pass per pair with the reply forced to start with "Score: "; the score
+    #           is the expected value sum_k k * p(k) over the renormalised probabilities of "1".."5".
+    mode: Literal["generate", "logprob"] = "logprob"
+    # Judge sampling in generate mode (the paper's nucleus settings; reasoning plus the score line).
+    sampling: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=256))
+    chunk_size: int = 64  # pairs per resumable part
+    seed: int = 0  # chunk i samples with seed + i
+
+
+@dataclass
+class SelectConfig:
+    # Keep pairs with score >= threshold. The paper's final model keeps only 5 (generate mode).
+    # In logprob mode the score is an expected value, so fractional thresholds (4.5) make sense.
+    threshold: float = 4.0
+    max_examples: int = 0  # keep at most this many, best first (ties by segment_id); 0 = no cap
+    allow_empty: bool = False  # a threshold that keeps nothing is an error unless this is true

@@ -1,0 +1,54 @@
+"""Self-curation, selection half: keep the pairs rated at or above the threshold (A_k in the paper)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from humpback.curation.config import SelectConfig
+from humpback.curation.scoring import histogram
+from humpback.errors import EmptyResultError
+from humpback.io import read_table, write_json, write_parquet
+
+SCORE_COLUMNS = ["segment_id", "instruction", "output", "score"]
+
+
+def select(scored: pl.DataFrame, cfg: SelectConfig, *, source: str = "scores") -> pl.DataFrame:
+    """Rows with score >= threshold (unparsed rows never pass), best first if capped.
+
+    Output columns: instruction, output, segment_id, score; in segment order unless capped.
+    """
+    kept = scored.filter(pl.col("score").is_not_null() & ~pl.col("score").is_nan() & (pl.col("score") >= cfg.threshold))
+    if cfg.max_examples > 0 and kept.height > cfg.max_examples:
+        kept = kept.sort(["score", "segment_id"], descending=[True, False]).head(cfg.max_examples)
+    if kept.height == 0 and not cfg.allow_empty:
+        valid = scored["score"].drop_nulls().drop_nans()
+        seen = f"scores seen range {valid.min():.3g}..{valid.max():.3g}" if valid.len() else "no row has a parsed score"
+        raise EmptyResultError(
+            f"{source}: threshold {cfg.threshold:g} keeps no pair out of {scored.height} ({seen}); "
+            "lower select.threshold or set select.allow_empty: true"
+        )
+    return kept.select(pl.col("instruction"), pl.col("output"), pl.col("segment_id"), pl.col("score").cast(pl.Float64))
+
+
+def run_select(scores_path: str | Path, cfg: SelectConfig, *, curated_path: str | Path, metrics_path: str | Path) -> dict:
+    scored = read_table(scores_path, SCORE_COLUMNS)
+    scored = scored.with_columns(pl.col("score").cast(pl.Float64))
+    kept = select(scored, cfg, source=str(scores_path))
+    n = scored.height
+    unparsed = scored["score"].is_null().sum() + scored["score"].is_nan().sum()
+    metrics = {
+        "mode": scored["mode"][0] if "mode" in scored.columns else None,
+        "threshold": cfg.threshold,
+        "max_examples": cfg.max_examples,
+        "n": n,
+        "kept": kept.height,
+        "kept_share": round(kept.height / n, 4),
+        "parse_failures": int(unparsed),
+        "histogram": histogram(scored["score"]),
+        "kept_mean_score": round(float(kept["score"].mean()), 4) if kept.height else None,
+    }
+    write_parquet(kept, curated_path)
+    write_json(metrics, metrics_path)
+    return metrics

@@ -1,0 +1,53 @@
+"""Stage augment: the backward model writes one candidate instruction per web segment.
+
+Reads data/prepared/segments.parquet (segment_id, text, header, doc_id) and models/backward;
+writes data/augmented/candidates.parquet (segment_id, instruction, output, header, doc_id), the
+degenerate instructions with their reason to data/augmented/rejected.parquet, and metrics/augment.json.
+Resumable: re-running after a crash continues from the last finished chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from humpback.augment import AugmentConfig, run_augment
+from humpback.config import load_section
+from humpback.engines.base import Engine
+from humpback.errors import InputError
+from humpback.stage import stage
+
+log = logging.getLogger("humpback.augment")
+
+
+def open_engine(model: Path, params: str) -> Engine:
+    from humpback.engines import load_engine
+
+    return load_engine(model, load_section("engine", params))
+
+
+@stage
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--model", default="models/backward")
+    ap.add_argument("--segments", default="data/prepared/segments.parquet")
+    ap.add_argument("--out", default="data/augmented/candidates.parquet")
+    ap.add_argument("--rejected", default="data/augmented/rejected.parquet")
+    ap.add_argument("--metrics", default="metrics/augment.json")
+    args = ap.parse_args(argv)
+
+    cfg: AugmentConfig = load_section("augment", args.params)
+    prompts = load_section("prompts", args.params)
+    model = Path(args.model)
+    if not model.exists():
+        raise InputError(model, "backward model not found (run the train_backward stage first)")
+    with open_engine(model, args.params) as engine:
+        m = run_augment(args.segments, engine, cfg, prompts, candidates_path=args.out,
+                        rejected_path=args.rejected, metrics_path=args.metrics, model_dir=model)
+    log.info("kept %d of %d candidate instructions; rejected %s", m["kept"], m["segments_in"], m["rejected_by_reason"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Stage score@<iteration>: the previous model rates every candidate pair (self-curation, scoring).
+
+Reads data/augmented/candidates.parquet and the scoring model (--model, e.g. models/m0); writes
+data/scores/<iteration>.parquet (segment_id, instruction, output, score, score_int, digit_mass,
+raw, mode) and metrics/scores/<iteration>.json. Resumable in chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from humpback.config import load_section
+from humpback.curation.config import ScoreConfig
+from humpback.curation.scoring import run_score
+from humpback.engines.base import Engine
+from humpback.errors import InputError
+from humpback.stage import stage
+
+log = logging.getLogger("humpback.score")
+
+
+def open_engine(model: Path, params: str) -> Engine:
+    from humpback.engines import load_engine
+
+    return load_engine(model, load_section("engine", params))
+
+
+@stage
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iteration", required=True, help="iteration name (it1, it2, ...): names the outputs")
+    ap.add_argument("--model", required=True, help="the scoring model's directory, e.g. models/m0")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--candidates", default="data/augmented/candidates.parquet")
+    ap.add_argument("--out-dir", default="data/scores")
+    ap.add_argument("--metrics-dir", default="metrics/scores")
+    args = ap.parse_args(argv)
+
+    cfg: ScoreConfig = load_section("score", args.params)
+    prompts = load_section("prompts", args.params)
+    model = Path(args.model)
+    if not model.exists():
+        raise InputError(model, "scoring model not found (run the stage that trains it first)")
+    with open_engine(model, args.params) as engine:
+        m = run_score(args.candidates, engine, cfg, prompts, model_dir=model,
+                      scores_path=Path(args.out_dir) / f"{args.iteration}.parquet",
+                      metrics_path=Path(args.metrics_dir) / f"{args.iteration}.json")
+    log.info("scored %d pairs with %s (%s mode): histogram %s, parse failures %d",
+             m["n"], model, m["mode"], m["histogram"], m["parse_failures"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Params of the evaluation stages: `eval` (generate answers, report) and `judge` (pairwise judging)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# The judge sees one instruction and two answers and replies with the label of the better one.
+# Labels are the digits 1 and 2, single tokens in every tokenizer we use, so the next-token
+# probabilities after JUDGE_PREFIX give a soft verdict in one forward pass.
+JUDGE_TEMPLATE = """You are comparing two answers to the same user instruction. Decide which answer serves the user better: it follows the instruction, is correct, helpful and clearly written. Judge the content, not the length: a longer answer is not better for being longer. Do not let the order in which the answers appear sway you.
+
+Instruction:
+{instruction}
+
+Answer 1:
+{output_1}
+
+Answer 2:
+{output_2}
+
+Reply with a single character: 1 if Answer 1 is better, 2 if Answer 2 is better."""
+
+# The judge's reply begins with this; the verdict digit is the next token.
+JUDGE_PREFIX = "Better answer: "
+
+
+@dataclass
+class EvalConfig:
+    # Eval prompts: our JSONL ({id, category, instruction}), an AlpacaEval eval-set JSON
+    # (list of {instruction, output, generator, dataset}) or any JSONL/Parquet with an instruction column.
+    prompts: str = "data/eval/prompts.jsonl"
+    instruction_column: str = "instruction"
+    id_column: str = "id"  # missing column -> ids p0000, p0001, ... in file order
+    category_column: str = "category"  # missing column -> "general" (AlpacaEval JSON: its `dataset`)
+    # Deterministic subset, balanced over categories (0 = all). 40 prompts x 128 new tokens keeps
+    # the CPU default (four 135M models + the judge) to minutes.
+    max_prompts: int = 40
+    max_new_tokens: int = 128
+    temperature: float = 0.7  # the paper's nucleus sampling
+    top_p: float = 0.9
+    seed: int = 1234
+    chunk_size: int = 16  # prompts per resumable part
+    # Models compared and reported, each a directory models/<name>.
+    models: list[str] = field(default_factory=lambda: ["base", "m0", "it1", "it2"])
+    # Curation quality: a JSONL/Parquet of <id> -> label (bool) or score (1-5) from a stronger judge;
+    # empty = not measured. A score counts as positive at >= curation_label_threshold.
+    curation_labels: str = ""
+    curation_id_column: str = "segment_id"
+    curation_label_threshold: int = 5
+
+
+@dataclass
+class JudgeConfig:
+    # "base" = data/eval/outputs/base.parquet (the base model's own answers), another model name,
+    # or a path to any outputs file (Parquet/JSONL with instruction+output, or AlpacaEval JSON).
+    reference: str = "base"
+    # The judge: a model name under models/ ("base"), a model directory, or, with base_url set,
+    # the model name served by an OpenAI-compatible endpoint.
+    model: str = "base"
+    base_url: str = ""  # e.g. http://localhost:8000/v1; empty = a local model through load_engine
+    api_key_env: str = "OPENAI_API_KEY"  # env var holding the endpoint's key (may be unset locally)
+    # auto: next-token probabilities of the two labels where the backend gives them, else parsed text.
+    mode: Literal["auto", "logprob", "generate"] = "auto"
+    template: str = JUDGE_TEMPLATE  # fields: {instruction}, {output_1}, {output_2}
+    prefix: str = JUDGE_PREFIX  # the reply's start; the verdict label is the next token
+    labels: list[str] = field(default_factory=lambda: ["1", "2"])
+    max_new_tokens: int = 16  # generate mode: a verdict is short
+    chunk_size: int = 16  # prompts per resumable part

@@ -37,6 +37,9 @@ def read_alpaca_json(path: str | Path) -> pl.DataFrame:
     for i, rec in enumerate(data):
         if not isinstance(rec, dict):
             raise InputError(path, f"expected an object, got {type(rec).__name__}", i)
+        for key in ("instruction", "output"):
+            if key in rec and not isinstance(rec[key], str):
+                raise InputError(path, f"'{key}' must be a string, got {type(rec[key]).__name__}", i)
     rows = [{k: (v if isinstance(v, str) or v is None else json.dumps(v)) for k, v in rec.items()} for rec in data]
     return pl.DataFrame(rows, infer_schema_length=None)
 

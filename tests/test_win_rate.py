@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from humpback.evaluation import win_rate
-from humpback.evaluation.metrics import length_feature, lc_win_rate
+from humpback.evaluation.metrics import lc_win_rate, length_feature
 
 
 def test_hand_computed_mixed_soft():

@@ -9,6 +9,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from humpback.errors import HumpbackError
 
 Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": ...}, ...]
 
@@ -19,6 +22,22 @@ class Sampling:
     top_p: float = 0.9
     max_new_tokens: int = 256
     seed: int = 0
+
+
+class EngineError(HumpbackError):
+    """A backend gave up part-way (an endpoint kept failing, a worker died).
+
+    `partial` holds every answer that did arrive, in request order, with None where one is missing,
+    so a caller can keep them (write them, or retry only the missing requests).
+    """
+
+    def __init__(self, message: str, partial: Sequence[Any] | None = None):
+        super().__init__(message)
+        self.partial: list[Any] = list(partial or [])
+
+    @property
+    def done(self) -> int:
+        return sum(x is not None for x in self.partial)
 
 
 class Engine(abc.ABC):

@@ -1,0 +1,57 @@
+"""The `engine` params section: which backend runs the models, and each backend's knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class VLLMConfig:
+    tensor_parallel_size: int = 1  # GPUs per replica (one model sharded over them)
+    data_parallel_size: int = 1  # replicas, each in its own process on its own GPUs; requests are split
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 0  # 0 = the model's own limit
+    max_lora_rank: int = 64  # must be >= the rank of any adapter served
+    enable_prefix_caching: bool = True  # scoring prompts share the long rubric prefix
+    enforce_eager: bool = False  # skip CUDA graph capture (faster start, slower decode)
+
+
+@dataclass
+class OpenAIConfig:
+    # An OpenAI-compatible endpoint (a vLLM server, a hosted model). The judge section may override it.
+    base_url: str = ""  # e.g. http://localhost:8000/v1
+    model: str = ""  # the served model name; empty = the model directory's name
+    api_key_env: str = "OPENAI_API_KEY"  # env var holding the key; unset = no Authorization header
+    timeout: float = 120.0  # seconds per request
+    max_retries: int = 5  # on timeouts, connection errors, 429 and 5xx
+    backoff: float = 1.0  # first wait in seconds, doubled each retry (a Retry-After header wins, capped at 60)
+    concurrency: int = 8  # requests in flight
+    # How `assistant_prefix` reaches the model: continue = an assistant message plus vLLM's
+    # continue_final_message; none = no prefix, read the first reply token; auto = continue, and
+    # switch to none for good when the endpoint rejects the extra fields (HTTP 400/422).
+    prefix_mode: Literal["auto", "continue", "none"] = "auto"
+
+
+@dataclass
+class RayConfig:
+    # Multi-node generation: Ray Data shards the requests over vLLM replicas (`pip install ray[data]`).
+    address: str = ""  # ray.init address; empty = start or join the local cluster ("auto")
+    num_replicas: int = 1  # vLLM engine replicas
+    batch_size: int = 64  # requests per Ray Data batch
+
+
+@dataclass
+class EngineConfig:
+    # auto = vLLM when CUDA and vllm are importable, else transformers.
+    backend: Literal["auto", "transformers", "vllm", "openai", "ray"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on CPUs with bf16 units and on GPUs
+    device: str = "auto"  # transformers: auto (cuda if present) | cpu | cuda | cuda:1
+    batch_size: int = 16  # transformers: prompts per forward batch
+    # Longest prompt in tokens, chat template included; 0 = the model's context minus the reply.
+    # An over-long prompt loses the middle of its last user message (the task text at its start and
+    # the request at its end both survive), so a long web segment is shortened, not the rubric.
+    max_input_tokens: int = 2048
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    ray: RayConfig = field(default_factory=RayConfig)

@@ -1,0 +1,92 @@
+"""Multi-node generation: Ray Data shards the requests over vLLM replicas (`engine.backend: ray`).
+
+For corpora too large for one machine's GPUs. Generation only: choice_logprobs raises
+NotImplementedError, so scoring falls back to parsing generated text (or use the vllm backend).
+ray is imported lazily; it is the optional `ray` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from humpback.engines.base import Engine, Messages, Sampling
+from humpback.engines.config import EngineConfig
+from humpback.errors import ConfigError
+from humpback.models import resolve
+
+
+class RayEngine(Engine):
+    name = "ray"
+
+    def __init__(self, model_dir: str | Path, cfg: EngineConfig):
+        try:
+            import ray
+            import ray.data.llm as ray_llm
+        except ImportError:
+            raise ConfigError("engine.backend is 'ray' but ray[data] is not installed: pip install 'humpback[ray]'") from None
+        self.cfg, self.ref = cfg, resolve(model_dir)
+        if not ray.is_initialized():
+            ray.init(address=cfg.ray.address or None)
+        v = cfg.vllm
+        engine_kwargs: dict = dict(
+            tensor_parallel_size=v.tensor_parallel_size,
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            enable_prefix_caching=v.enable_prefix_caching,
+            enforce_eager=v.enforce_eager,
+        )
+        if v.max_model_len:
+            engine_kwargs["max_model_len"] = v.max_model_len
+        extra: dict = {}
+        self.adapter_name = None
+        if self.ref.adapter:
+            # Ray Data loads a LoRA adapter by name from a directory of adapters: a row whose
+            # "model" differs from model_source names one.
+            engine_kwargs.update(enable_lora=True, max_lora_rank=v.max_lora_rank, max_loras=1)
+            adapter = Path(self.ref.adapter).resolve()
+            extra["dynamic_lora_loading_path"] = str(adapter.parent)
+            self.adapter_name = adapter.name
+        self.processor_config = ray_llm.vLLMEngineProcessorConfig(
+            model_source=self.ref.base,
+            engine_kwargs=engine_kwargs,
+            concurrency=cfg.ray.num_replicas,
+            batch_size=cfg.ray.batch_size,
+            **extra,
+        )
+        # build_processor in recent Ray, build_llm_processor before it
+        self._build = getattr(ray_llm, "build_processor", None) or ray_llm.build_llm_processor
+        self._ray = ray
+
+    def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
+        if not requests:
+            return []
+        sample = sampling.temperature > 0
+        params = dict(
+            temperature=sampling.temperature if sample else 0.0,
+            top_p=sampling.top_p if sample else 1.0,
+            max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
+        )
+        adapter = self.adapter_name
+
+        def pre(row: dict) -> dict:
+            out = dict(i=row["i"], messages=row["messages"], sampling_params=params)
+            if adapter:
+                out["model"] = adapter
+            return out
+
+        def post(row: dict) -> dict:
+            return dict(i=row["i"], text=row["generated_text"])
+
+        processor = self._build(self.processor_config, preprocess=pre, postprocess=post)
+        ds = self._ray.data.from_items([{"i": i, "messages": list(m)} for i, m in enumerate(requests)])
+        rows = processor(ds).take_all()
+        out = [""] * len(requests)
+        for r in rows:
+            out[int(r["i"])] = str(r["text"]).strip()
+        return out
+
+    def choice_logprobs(
+        self, requests: Sequence[Messages], choices: Sequence[str], *, assistant_prefix: str = "", desc: str = "score"
+    ) -> list[dict[str, float]]:
+        raise NotImplementedError("the ray backend generates text only; use backend vllm for log-probabilities")

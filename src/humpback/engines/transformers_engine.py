@@ -1,0 +1,154 @@
+"""transformers backend: batched, left-padded generation and next-token scoring on CPU or one GPU.
+
+Prompts are sorted by length so each batch pads little; answers come back in request order.
+Sampling is seeded per call and per batch, so a rerun on the same machine gives the same text.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from humpback.engines.base import Engine, Messages, Sampling
+from humpback.engines.config import EngineConfig
+from humpback.engines.prompting import choice_plan, encode, logsumexp
+from humpback.models import load_model, load_tokenizer, resolve
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def cpu_has_bf16() -> bool:
+    """AMX or AVX512-BF16 make bf16 matmuls fast; elsewhere bf16 on CPU is emulated and slow."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def pick_dtype(name: str, device: str) -> str:
+    import torch
+
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(self, model_dir: str | Path, cfg: EngineConfig):
+        import torch
+
+        self.cfg = cfg
+        self.ref = resolve(model_dir)
+        self.device = pick_device(cfg.device)
+        self.dtype = pick_dtype(cfg.dtype, self.device)
+        self.tok = load_tokenizer(self.ref)
+        self.tok.padding_side = "left"
+        # A LoRA adapter is merged into the base weights: inference then costs what the base costs.
+        self.model = load_model(self.ref, dtype=self.dtype, device=self.device, merge=True)
+        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        eos = {self.tok.eos_token_id}
+        gen_eos = self.model.generation_config.eos_token_id
+        eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        self.eos_ids = sorted(e for e in eos if e is not None)
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos_ids[0]
+        self._torch = torch
+        log.info("transformers engine: %s on %s in %s", self.ref.name, self.device, self.dtype)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _budget(self, reply_tokens: int) -> int:
+        """Longest prompt allowed: the configured cap, and room for the reply inside the context."""
+        limits = [x for x in (self.cfg.max_input_tokens, self.context - reply_tokens if self.context else 0) if x > 0]
+        return min(limits) if limits else 0
+
+    def _batches(self, ids: list[list[int]]):
+        """Indices in batches of similar length, longest first (a memory problem shows at once)."""
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        bs = max(1, self.cfg.batch_size)
+        for start in range(0, len(order), bs):
+            yield order[start : start + bs]
+
+    def _pad(self, seqs: list[list[int]]):
+        torch = self._torch
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):
+            input_ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[row, width - len(s) :] = 1
+        return input_ids.to(self.model.device), mask.to(self.model.device)
+
+    # -- Engine ----------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
+        from transformers import GenerationConfig
+
+        torch = self._torch
+        budget = self._budget(sampling.max_new_tokens)
+        ids = [encode(self.tok, m, max_tokens=budget) for m in requests]
+        sample = sampling.temperature > 0
+        gen = GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=sample,
+            temperature=sampling.temperature if sample else None,
+            top_p=sampling.top_p if sample else None,
+            top_k=None,  # nucleus sampling only, as in the paper
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+        )
+        out: list[str] = [""] * len(requests)
+        torch.manual_seed(sampling.seed)
+        with torch.inference_mode(), tqdm(total=len(requests), desc=desc, unit="prompt") as bar:
+            for b, idx in enumerate(self._batches(ids)):
+                torch.manual_seed(sampling.seed * 100_003 + b)  # each batch's draws independent of the others'
+                input_ids, mask = self._pad([ids[i] for i in idx])
+                seqs = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=gen)
+                new = seqs[:, input_ids.shape[1] :].tolist()
+                for i, toks in zip(idx, new, strict=True):
+                    out[i] = self.tok.decode(toks, skip_special_tokens=True).strip()
+                bar.update(len(idx))
+        return out
+
+    def choice_logprobs(
+        self, requests: Sequence[Messages], choices: Sequence[str], *, assistant_prefix: str = "", desc: str = "score"
+    ) -> list[dict[str, float]]:
+        torch = self._torch
+        prefix, token_ids = choice_plan(self.tok, assistant_prefix, choices)
+        budget = self._budget(1)
+        ids = [encode(self.tok, m, prefix, max_tokens=budget) for m in requests]
+        out: list[dict[str, float]] = [{} for _ in requests]
+        with torch.inference_mode(), tqdm(total=len(requests), desc=desc, unit="prompt") as bar:
+            for idx in self._batches(ids):
+                input_ids, mask = self._pad([ids[i] for i in idx])
+                # Left padding shifts positions; count them from each row's first real token.
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(
+                    input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
+                ).logits[:, -1]
+                logp = torch.log_softmax(logits.float(), dim=-1).tolist()
+                for i, row in zip(idx, logp, strict=True):
+                    out[i] = {c: logsumexp([row[t] for t in token_ids[c]]) if token_ids[c] else -math.inf for c in choices}
+                bar.update(len(idx))
+        return out
+
+    def close(self) -> None:
+        self.model = None
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -36,9 +37,12 @@ def judge_name(cfg: JudgeConfig) -> str:
 def load_judge_engine(cfg: JudgeConfig, params: str | Path = "params.yaml") -> Engine:
     """The judge: an OpenAI-compatible endpoint when base_url is set, else a local model."""
     if cfg.base_url:
-        from humpback.engines.openai import OpenAIEngine
+        from humpback.engines.openai_engine import OpenAIEngine
 
-        return OpenAIEngine(cfg.base_url, cfg.model, api_key=os.environ.get(cfg.api_key_env) or None)
+        # retries, timeout and concurrency come from engine.openai; the endpoint from the judge section
+        http = dataclasses.replace(load_section("engine", params).openai, base_url=cfg.base_url, model=cfg.model,
+                                   api_key_env=cfg.api_key_env)
+        return OpenAIEngine(http, model=cfg.model)
     return load_model_engine(model_dir(cfg.model), params)
 
 

@@ -160,4 +160,4 @@ def read_oasst(source: SeedSource, lang: str) -> tuple[list[Row], dict]:
     if not messages:
         raise InputError(source.path, "no messages")
     rows, stats = select_first_turn(messages, lang, source.label)
-    return rows, {"files": layouts, **stats}
+    return rows, {"files": list(layouts), "layouts": layouts, **stats}

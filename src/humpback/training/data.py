@@ -1,0 +1,207 @@
+"""Training examples: which messages each kind of model learns from, tokenized with loss on the reply only.
+
+kinds:  backward  the seed pairs reversed: shown an output, reply with its instruction (no tag);
+        m0        the seed pairs under the seed tag;
+        forward   the seed pairs (seed tag) + the curated augmented pairs (augmented tag).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import torch
+
+from humpback.engines.base import Messages
+from humpback.errors import EmptyResultError, InputError
+from humpback.prompts import PromptsConfig, backward_messages, forward_messages
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["backward", "m0", "forward"]
+KINDS: tuple[str, ...] = ("backward", "m0", "forward")
+IGNORE = -100  # label value the loss skips
+
+
+@dataclass
+class Example:
+    messages: Messages
+    origin: str  # seed | curated
+
+
+def read_pairs(path: str | Path, what: str) -> pl.DataFrame:
+    """Read an (instruction, output) Parquet table; an empty one is an EmptyResultError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found (has its stage run?)")
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:  # polars raises several types for corrupt files
+        raise InputError(path, f"not a readable Parquet file: {e}") from None
+    missing = [c for c in ("instruction", "output") if c not in df.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}; has: {', '.join(df.columns)}")
+    if df.height == 0:
+        raise EmptyResultError(f"{path}: no {what} to train on (the table is empty)")
+    return df
+
+
+def _pairs(df: pl.DataFrame, path: str) -> list[tuple[str, str]]:
+    out = []
+    for i, (ins, outp) in enumerate(zip(df["instruction"].to_list(), df["output"].to_list(), strict=True)):
+        if not isinstance(ins, str) or not isinstance(outp, str) or not ins.strip() or not outp.strip():
+            raise InputError(path, "instruction and output must be non-empty strings", i)
+        out.append((ins, outp))
+    return out
+
+
+def build_examples(
+    kind: Kind,
+    prompts: PromptsConfig,
+    seed: pl.DataFrame,
+    curated: pl.DataFrame | None = None,
+    seed_path: str = "seed",
+    curated_path: str = "curated",
+) -> list[Example]:
+    """The chat examples for one training kind, seed first, then curated (the trainer shuffles)."""
+    seed_pairs = _pairs(seed, seed_path)
+    if kind == "backward":
+        return [Example(backward_messages(prompts, output, instruction), "seed") for instruction, output in seed_pairs]
+    examples = [Example(forward_messages(prompts.seed_tag, i, o), "seed") for i, o in seed_pairs]
+    if kind == "m0":
+        return examples
+    if kind != "forward":
+        raise ValueError(f"unknown training kind {kind!r}")
+    if curated is None:
+        raise ValueError("forward training needs the curated pairs")
+    examples += [Example(forward_messages(prompts.augmented_tag, i, o), "curated") for i, o in _pairs(curated, curated_path)]
+    return examples
+
+
+@dataclass
+class Tokenized:
+    input_ids: list[int]
+    labels: list[int]
+
+
+@dataclass
+class TokenizeStats:
+    examples: int = 0
+    tokens: int = 0  # all tokens of the kept examples
+    loss_tokens: int = 0  # tokens the loss is computed on
+    truncated: Counter = field(default_factory=Counter)  # reply | prompt
+    dropped: Counter = field(default_factory=Counter)  # reason -> count
+
+
+def _render(tokenizer, messages: Messages, generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    # the template already writes any BOS/special tokens it wants
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _split(tokenizer, messages: Messages) -> tuple[list[int], list[int]]:
+    """(prompt tokens, reply tokens), the reply ending with the end-of-turn token and nothing after it."""
+    prompt = _render(tokenizer, messages[:-1], True)
+    full = _render(tokenizer, messages, False)
+    n = 0  # longest common prefix: equal to len(prompt) for every template with special-token boundaries
+    while n < min(len(prompt), len(full)) and prompt[n] == full[n]:
+        n += 1
+    reply = full[n:]
+    # Templates add text after the end-of-turn token (ChatML: "\n"); the model need not learn it.
+    special = set(tokenizer.all_special_ids)
+    ends = [i for i, t in enumerate(reply) if t in special]
+    if ends:
+        reply = reply[: ends[-1] + 1]
+    elif tokenizer.eos_token_id is not None:
+        reply = reply + [tokenizer.eos_token_id]
+    return full[:n], reply
+
+
+def tokenize_example(tokenizer, messages: Messages, max_seq_len: int, stats: TokenizeStats | None = None) -> Tokenized | None:
+    """Tokenize one chat example; labels are IGNORE on the prompt. Returns None if it cannot fit.
+
+    Too long: when the reply is the longer side it is cut at the end (losing its end token, as plain
+    truncation does); when the prompt is (the backward model reads a whole document), the user's text
+    is shortened, keeping its beginning, so that the reply is learnt whole.
+    """
+    stats = stats if stats is not None else TokenizeStats()
+    prompt, reply = _split(tokenizer, messages)
+    if len(prompt) + len(reply) > max_seq_len and len(prompt) > len(reply):
+        messages, prompt, reply = _shorten_user(tokenizer, messages, max_seq_len, len(reply))
+        if messages is None:
+            stats.dropped["reply_too_long_for_max_seq_len"] += 1
+            return None
+        stats.truncated["prompt"] += 1
+    if len(prompt) + len(reply) > max_seq_len:
+        room = max_seq_len - len(prompt)
+        if room <= 0:
+            stats.dropped["prompt_too_long_for_max_seq_len"] += 1
+            return None
+        reply = reply[:room]
+        stats.truncated["reply"] += 1
+    stats.examples += 1
+    stats.tokens += len(prompt) + len(reply)
+    stats.loss_tokens += len(reply)
+    return Tokenized(prompt + reply, [IGNORE] * len(prompt) + reply)
+
+
+def _shorten_user(tokenizer, messages: Messages, max_seq_len: int, reply_len: int):
+    """Cut the last user message so that the rendered example fits; (None, ..) if even an empty one does not."""
+    idx = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    content_ids = tokenizer(messages[idx]["content"], add_special_tokens=False)["input_ids"]
+    for _ in range(4):  # re-rendering can move a token or two at the cut; converge in a few rounds
+        prompt, reply = _split(tokenizer, messages)
+        excess = len(prompt) + len(reply) - max_seq_len
+        if excess <= 0:
+            return messages, prompt, reply
+        keep = len(content_ids) - excess - 1
+        if keep <= 0:
+            return None, None, None
+        content_ids = content_ids[:keep]
+        messages = [*messages[:idx], {**messages[idx], "content": tokenizer.decode(content_ids)}, *messages[idx + 1 :]]
+    prompt, reply = _split(tokenizer, messages)
+    return (messages, prompt, reply) if len(prompt) + len(reply) <= max_seq_len else (None, None, None)
+
+
+def tokenize_all(tokenizer, examples: list[Example], max_seq_len: int) -> tuple[list[Tokenized], TokenizeStats]:
+    stats = TokenizeStats()
+    out = [t for ex in examples if (t := tokenize_example(tokenizer, ex.messages, max_seq_len, stats)) is not None]
+    if not out:
+        raise EmptyResultError(f"no training example fits in train.max_seq_len={max_seq_len} tokens")
+    return out, stats
+
+
+class Collator:
+    """Right-pad a batch: pad token in the inputs, IGNORE in the labels, 0 in the attention mask."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad = pad_token_id
+
+    def __call__(self, batch: list[Tokenized | dict]) -> dict[str, torch.Tensor]:
+        rows = [(b.input_ids, b.labels) if isinstance(b, Tokenized) else (b["input_ids"], b["labels"]) for b in batch]
+        width = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (x, y) in enumerate(rows):
+            ids[i, : len(x)] = torch.tensor(x)
+            labels[i, : len(y)] = torch.tensor(y)
+            mask[i, : len(x)] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+class TokenizedDataset(torch.utils.data.Dataset):
+    """A list of dicts the Trainer can index; `input_ids` also drives group_by_length."""
+
+    def __init__(self, items: list[Tokenized]):
+        self.items = [{"input_ids": t.input_ids, "labels": t.labels} for t in items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]

@@ -1,0 +1,245 @@
+"""One fine-tuning run: base model + examples -> a LoRA adapter or a full checkpoint in `out`.
+
+The same code runs on one CPU, one GPU, or many GPUs under `accelerate launch` (DDP, FSDP,
+DeepSpeed ZeRO-3): the transformers Trainer reads the launcher's environment. Only the final
+model lands in `out`: trainer scratch goes to a temporary directory, and the model is written to
+`out.tmp` and renamed into place, so an interrupted run leaves no half model.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from humpback.errors import ConfigError
+from humpback.io import write_json
+from humpback.models import META, load_tokenizer, resolve
+from humpback.training.config import TrainConfig
+from humpback.training.data import Collator, Example, TokenizedDataset, tokenize_all
+from humpback.training.schedule import effective_batch, linear_to_ratio, plan_batches
+
+log = logging.getLogger(__name__)
+
+# config attributes that hold a dropout probability, over the common architectures
+DROPOUT_KEYS = (
+    "attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+    "hidden_dropout_prob", "attention_probs_dropout_prob",
+)
+# files a save may leave beside the weights that are not part of the model
+NOT_MODEL_FILES = ("training_args.bin", "README.md")
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 autocast is then several times faster than fp32 on CPU."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def use_bf16(setting: bool | str) -> bool:
+    if setting != "auto":
+        return bool(setting)
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_bf16()
+
+
+def set_dropout(config, p: float) -> dict[str, float]:
+    """Set every dropout the architecture has to p; return the old values (restored before saving)."""
+    old = {k: getattr(config, k) for k in DROPOUT_KEYS if isinstance(getattr(config, k, None), float | int)}
+    for k in old:
+        setattr(config, k, p)
+    return old
+
+
+class _Recorder(TrainerCallback):
+    """The lr each optimizer step really used, and every logged loss."""
+
+    def __init__(self):
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        # after optimizer.step(), before lr_scheduler.step(): the lr this step used
+        if optimizer is not None:
+            self.lrs.append(optimizer.param_groups[0]["lr"])
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+class _Trainer(Trainer):
+    """The Trainer with our schedule: linear warmup, then linear decay to final_lr_ratio * peak."""
+
+    def __init__(self, *args, warmup_ratio: float, final_lr_ratio: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._warmup_ratio, self._final_ratio = warmup_ratio, final_lr_ratio
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            warmup = math.ceil(self._warmup_ratio * num_training_steps)
+            self.lr_scheduler = linear_to_ratio(optimizer or self.optimizer, num_training_steps, warmup, self._final_ratio)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+
+def _load_model(base: str, cfg: TrainConfig):
+    config = AutoConfig.from_pretrained(base)
+    saved_dtype = getattr(config, "dtype", None) or torch.float32  # read before loading in fp32 changes it
+    if isinstance(saved_dtype, str):
+        saved_dtype = getattr(torch, saved_dtype, torch.float32)
+    restore = set_dropout(config, cfg.dropout)
+    # fp32 master weights; bf16 comes from autocast, so the optimizer never rounds updates away
+    model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=torch.float32)
+    model.config.use_cache = False
+    if cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+        )
+        model = get_peft_model(model, lora)
+    return model, restore, saved_dtype
+
+
+def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, cfg: TrainConfig) -> dict:
+    """Fine-tune the base model in `base_dir` on `examples`; write the result to `out`; return metrics."""
+    if not 0 < cfg.final_lr_ratio <= 1:
+        raise ConfigError(f"train.final_lr_ratio: {cfg.final_lr_ratio} must be in (0, 1] (a share of the peak lr)")
+    set_seed(cfg.seed)  # before the LoRA weights are drawn
+    ref = resolve(base_dir)
+    if ref.adapter:
+        raise ConfigError(f"{base_dir}: the base to fine-tune is itself an adapter; train from the base model")
+    tokenizer = load_tokenizer(ref)
+    tokenized, stats = tokenize_all(tokenizer, [e for e in examples], cfg.max_seq_len)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    eff = effective_batch(len(tokenized), cfg.batch_size, cfg.small_data_batch_size, cfg.small_data_threshold)
+    plan = plan_batches(eff, cfg.per_device_batch_size, world)
+    bf16 = use_bf16(cfg.bf16)
+    log.info("%d examples (%d tokens), effective batch %d = %d x %d accumulation x %d processes, %s, bf16=%s",
+             len(tokenized), stats.tokens, plan.effective, plan.per_device, plan.accumulation, world, cfg.mode, bf16)
+
+    model, dropout_restore, saved_dtype = _load_model(ref.base, cfg)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    recorder = _Recorder()
+    scratch = tempfile.mkdtemp(prefix="humpback-train-")
+    try:
+        args = TrainingArguments(
+            output_dir=scratch,
+            per_device_train_batch_size=plan.per_device,
+            gradient_accumulation_steps=plan.accumulation,
+            num_train_epochs=cfg.epochs,
+            max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm,
+            bf16=bf16,
+            activation_checkpointing=cfg.gradient_checkpointing,
+            use_cpu=not torch.cuda.is_available(),
+            train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+            logging_steps=cfg.logging_steps,
+            logging_first_step=True,
+            save_strategy="no",
+            report_to="none",
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+            ddp_find_unused_parameters=False,
+        )
+        trainer = _Trainer(
+            model=model,
+            args=args,
+            train_dataset=TokenizedDataset(tokenized),
+            data_collator=Collator(tokenizer.pad_token_id),
+            callbacks=[recorder],
+            warmup_ratio=cfg.warmup_ratio,
+            final_lr_ratio=cfg.final_lr_ratio,
+        )
+        start = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - start
+        _save(trainer, tokenizer, Path(out), str(base_dir), cfg, dropout_restore, saved_dtype)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    epochs_done = float(trainer.state.epoch or 0.0)
+    origins = Counter(e.origin for e in examples)
+    return {
+        "examples": len(tokenized),
+        "examples_by_origin": dict(origins),
+        "truncated": dict(stats.truncated),
+        "dropped": dict(stats.dropped),
+        "tokens": stats.tokens,
+        "loss_tokens": stats.loss_tokens,
+        "mode": cfg.mode,
+        "trainable_parameters": trainable,
+        "bf16": bf16,
+        "max_seq_len": cfg.max_seq_len,
+        "steps": trainer.state.global_step,
+        "epochs": round(epochs_done, 4),
+        "effective_batch": plan.effective,
+        "per_device_batch": plan.per_device,
+        "gradient_accumulation": plan.accumulation,
+        "processes": world,
+        "train_loss_mean": float(result.training_loss),
+        "train_loss_first": recorder.losses[0] if recorder.losses else None,
+        "train_loss_last": recorder.losses[-1] if recorder.losses else None,
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(stats.tokens * epochs_done / seconds, 1) if seconds > 0 else None,
+        "lr_peak": cfg.learning_rate,
+        "lr_first": recorder.lrs[0] if recorder.lrs else None,
+        "lr_max": max(recorder.lrs) if recorder.lrs else None,
+        "lr_last": recorder.lrs[-1] if recorder.lrs else None,
+        "final_lr_ratio": cfg.final_lr_ratio,
+        "warmup_ratio": cfg.warmup_ratio,
+        "seed": cfg.seed,
+    }
+
+
+def _save(trainer: Trainer, tokenizer, out: Path, base_dir: str, cfg: TrainConfig, dropout_restore: dict, dtype) -> None:
+    """Write only the model (adapter or checkpoint), its tokenizer and humpback_model.json; never optimizer state."""
+    main = trainer.is_world_process_zero()
+    staging = out.with_name(out.name + ".tmp")
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    trainer.accelerator.wait_for_everyone()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base_config = model.get_base_model().config if cfg.mode == "lora" else model.config
+    for k, v in dropout_restore.items():  # the saved config describes the model, not the training run
+        setattr(base_config, k, v)
+    base_config.use_cache = True
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        trainer.save_model(str(staging))  # collective: gathers the sharded weights on the main process
+    elif main:
+        if cfg.mode == "full" and isinstance(dtype, torch.dtype):
+            model.to(dtype)  # store in the base's dtype (bf16 halves the checkpoint)
+        model.save_pretrained(staging)
+    if main:
+        tokenizer.save_pretrained(staging)
+        for name in NOT_MODEL_FILES:
+            (staging / name).unlink(missing_ok=True)
+        meta = {"kind": "adapter", "base": base_dir} if cfg.mode == "lora" else {"kind": "checkpoint", "trained_from": base_dir}
+        write_json(meta, staging / META)
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    trainer.accelerator.wait_for_everyone()

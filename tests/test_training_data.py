@@ -1,0 +1,130 @@
+"""Training examples: reversed pairs, tags, loss masking, truncation; batch and lr arithmetic; configs."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from humpback.config import load_section
+from humpback.errors import EmptyResultError, InputError
+from humpback.models import BaseModelConfig, TinyConfig, load_tokenizer, prepare_base
+from humpback.prompts import PromptsConfig
+from humpback.training import build_examples, effective_batch, lr_factor, plan_batches, read_pairs, tokenize_example
+from humpback.training.data import IGNORE, TokenizeStats
+
+ROOT = Path(__file__).resolve().parents[1]
+END = "<|im_end|>"
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tok") / "base"
+    return load_tokenizer(prepare_base(BaseModelConfig(source="tiny", tiny=TinyConfig(hidden_size=16, intermediate_size=32)), base))
+
+
+SEED = pl.DataFrame({"instruction": ["Name a red fruit.", "What is 2+2?"], "output": ["An apple.", "It is 4."],
+                     "source_id": ["a", "b"]})
+CURATED = pl.DataFrame({"instruction": ["Explain tides."], "output": ["The moon pulls the sea."],
+                        "segment_id": ["s1"], "score": [5]})
+
+
+def reply_text(tok, t) -> str:
+    return tok.decode([i for i, lab in zip(t.input_ids, t.labels, strict=True) if lab != IGNORE])
+
+
+def test_backward_examples_are_the_seed_pairs_reversed_without_tag(tok):
+    cfg = PromptsConfig()
+    exs = build_examples("backward", cfg, SEED)
+    assert len(exs) == 2
+    msgs = exs[0].messages
+    assert [m["role"] for m in msgs] == ["user", "assistant"]  # no tag system prompt
+    assert "An apple." in msgs[0]["content"] and "Name a red fruit." not in msgs[0]["content"]
+    assert msgs[1]["content"] == "Name a red fruit."
+    t = tokenize_example(tok, msgs, 256)
+    assert reply_text(tok, t) == "Name a red fruit." + END
+
+
+def test_tags_follow_the_source_of_each_pair():
+    cfg = PromptsConfig(seed_tag="SEED TAG", augmented_tag="WEB TAG")
+    m0 = build_examples("m0", cfg, SEED)
+    assert [e.messages[0] for e in m0] == [{"role": "system", "content": "SEED TAG"}] * 2
+    fwd = build_examples("forward", cfg, SEED, CURATED)
+    assert [(e.origin, e.messages[0]["content"]) for e in fwd] == [
+        ("seed", "SEED TAG"), ("seed", "SEED TAG"), ("curated", "WEB TAG")]
+    assert fwd[2].messages[1:] == [{"role": "user", "content": "Explain tides."},
+                                   {"role": "assistant", "content": "The moon pulls the sea."}]
+
+
+def test_loss_is_on_the_reply_and_its_end_token_only(tok):
+    msgs = build_examples("forward", PromptsConfig(), SEED, CURATED)[2].messages
+    t = tokenize_example(tok, msgs, 256)
+    assert reply_text(tok, t) == "The moon pulls the sea." + END
+    n_prompt = t.labels.index(next(lab for lab in t.labels if lab != IGNORE))
+    prompt = tok.decode(t.input_ids[:n_prompt])
+    assert prompt == tok.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
+    assert "Answer with knowledge from web search." in prompt
+    assert t.labels[n_prompt:] == t.input_ids[n_prompt:]  # nothing after the end token, nothing masked inside
+
+
+def test_truncation_keeps_the_short_side_whole(tok):
+    stats = TokenizeStats()
+    long_text = " ".join(f"word{i}" for i in range(400))
+    # backward: the document is in the prompt; it is shortened, the instruction learnt whole
+    back = build_examples("backward", PromptsConfig(), pl.DataFrame({"instruction": ["Q?"], "output": [long_text]}))
+    t = tokenize_example(tok, back[0].messages, 96, stats)
+    assert len(t.input_ids) <= 96 and reply_text(tok, t) == "Q?" + END
+    assert "word0 word1" in tok.decode(t.input_ids)  # the beginning of the document is kept
+    # forward: a long answer is cut at the end (no end token), the prompt kept whole
+    fwd = build_examples("m0", PromptsConfig(), pl.DataFrame({"instruction": ["Q?"], "output": [long_text]}))
+    t = tokenize_example(tok, fwd[0].messages, 96, stats)
+    assert len(t.input_ids) == 96 and reply_text(tok, t).startswith("word0 word1") and END not in reply_text(tok, t)
+    assert stats.truncated == {"prompt": 1, "reply": 1}
+    # a prompt that leaves no room for any reply token is dropped, with its reason
+    assert tokenize_example(tok, fwd[0].messages, 5, stats) is None
+    assert sum(stats.dropped.values()) == 1
+
+
+def test_effective_batch_is_8_under_3000_examples_else_32():
+    assert effective_batch(2999, 32, 8, 3000) == 8
+    assert effective_batch(3000, 32, 8, 3000) == 32
+    assert (p := plan_batches(32, 8, 1)).per_device == 8 and p.accumulation == 4 and p.effective == 32
+    assert (p := plan_batches(32, 8, 2)).per_device == 8 and p.accumulation == 2 and p.effective == 32
+    assert (p := plan_batches(8, 3, 1)).per_device == 2 and p.accumulation == 4 and p.effective == 8
+    assert (p := plan_batches(8, 16, 1)).per_device == 8 and p.accumulation == 1
+
+
+def test_lr_decays_linearly_to_a_ratio_of_the_peak():
+    total = 11
+    factors = [lr_factor(s, total, 0, 0.9) for s in range(total)]
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.9)  # 1e-5 -> 9e-6, not 1e-5 * 9e-6
+    assert all(a > b for a, b in zip(factors, factors[1:], strict=False))
+    assert factors[5] == pytest.approx(0.95)
+    warm = [lr_factor(s, 10, 3, 0.5) for s in range(10)]
+    assert warm[:4] == [0.25, 0.5, 0.75, 1.0] and warm[-1] == pytest.approx(0.5)
+    assert lr_factor(100, 10, 0, 0.9) == pytest.approx(0.9)  # stays at the floor
+
+
+def test_empty_or_malformed_pair_tables_are_clear_errors(tmp_path):
+    empty = tmp_path / "seed.parquet"
+    pl.DataFrame({"instruction": [], "output": []}, schema={"instruction": pl.Utf8, "output": pl.Utf8}).write_parquet(empty)
+    with pytest.raises(EmptyResultError, match="seed.parquet: no seed pairs to train on"):
+        read_pairs(empty, "seed pairs")
+    with pytest.raises(InputError, match="file not found"):
+        read_pairs(tmp_path / "missing.parquet", "seed pairs")
+    bad = tmp_path / "bad.parquet"
+    pl.DataFrame({"instruction": ["x", ""], "output": ["y", "z"]}).write_parquet(bad)
+    with pytest.raises(InputError, match="bad.parquet, record 1: instruction and output must be non-empty"):
+        build_examples("m0", PromptsConfig(), read_pairs(bad, "seed pairs"), seed_path=str(bad))
+
+
+def test_paper_preset_and_accelerate_configs_parse():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    paper = load_section("train", ROOT / "configs/paper.yaml")
+    assert (paper.mode, paper.learning_rate, paper.final_lr_ratio) == ("full", 1e-5, 0.9)
+    assert (paper.weight_decay, paper.dropout, paper.batch_size, paper.small_data_batch_size) == (0.1, 0.1, 32, 8)
+    default = load_section("train", ROOT / "params.yaml")
+    assert default.mode == "lora"
+    kinds = {name: load_config_from_file(str(ROOT / f"configs/accelerate/{name}.yaml")).distributed_type
+             for name in ("ddp", "fsdp", "deepspeed_zero3")}
+    assert {k: getattr(v, "value", v) for k, v in kinds.items()} == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero3": "DEEPSPEED"}

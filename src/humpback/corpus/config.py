@@ -1,0 +1,71 @@
+"""The `corpus:` section of params.yaml: where the unlabelled text comes from and how segments are cleaned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SourceKind = Literal["packages", "html", "warc", "table"]
+
+# Headers whose segment is navigation, promotion or boilerplate rather than self-contained prose.
+# Matched case-insensitively as whole words anywhere in the header.
+DEFAULT_BAD_HEADERS = [
+    "quick links", "advertisement", "sponsored", "newsletter", "subscribe", "sign up", "log in", "login",
+    "table of contents", "contents", "menu", "navigation", "site map", "sitemap", "related posts",
+    "related articles", "share this", "follow us", "contact us", "cookie", "cookies", "privacy policy",
+    "terms of use", "terms of service", "copyright", "all rights reserved", "comments", "leave a reply",
+    "license", "licence", "licensing", "installation", "installing", "changelog", "change log", "release notes",
+    "release history", "version history", "authors", "contributors", "credits", "acknowledgements", "acknowledgments",
+    "sponsors", "donate", "funding", "badges", "useful links", "citation", "tidelift",
+]
+
+
+@dataclass
+class SourceConfig:
+    kind: SourceKind = "packages"  # packages: READMEs of installed Python packages | html | warc | table
+    path: str = ""  # html: directory of .html files; warc: a .warc(.gz) file or directory; table: .jsonl(.gz)/.parquet file or directory
+    name: str = ""  # label in the `source` column and the metrics; empty = kind
+    # table only: column names (FineWeb/C4 use text, id, url)
+    text_column: str = "text"
+    id_column: str = "id"  # missing column = "<file name>:<line or row>"
+    url_column: str = "url"
+    allow_headerless: bool | None = None  # keep a document without headers as one segment; None = true for table only
+    max_docs: int = 0  # read at most this many documents from the source; 0 = all
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    @property
+    def headerless_ok(self) -> bool:
+        return self.kind == "table" if self.allow_headerless is None else self.allow_headerless
+
+
+def _default_sources() -> list[SourceConfig]:
+    return [SourceConfig(kind="packages")]
+
+
+@dataclass
+class CorpusConfig:
+    sources: list[SourceConfig] = field(default_factory=_default_sources)  # default: installed package READMEs
+    # length bounds in characters of the cleaned segment text (paper: 600-3000)
+    min_chars: int = 400
+    max_chars: int = 3000
+    # header heuristics
+    reject_empty_header: bool = True  # text before a document's first header (or under an empty one)
+    max_header_caps: float = 0.7  # reject when more than this share of the header's letters are capitals ...
+    header_caps_min_letters: int = 5  # ... and the header has at least this many letters ("FAQ", "API" pass)
+    reject_version_headers: bool = True  # headers that start with a version number ("2.1.0 (2024-05-01)"): changelogs
+    bad_headers: list[str] = field(default_factory=lambda: list(DEFAULT_BAD_HEADERS))
+    # boilerplate heuristics
+    max_dup_line_share: float = 0.3  # share of lines (with letters) that repeat an earlier line
+    max_link_line_share: float = 0.3  # share of lines that are only links, URLs or badges
+    min_alpha_share: float = 0.5  # letters / characters of the text
+    # deduplication
+    exact_dedup: bool = True  # hash of lower-cased text with punctuation and spacing removed
+    near_dedup: bool = True  # MinHash LSH over word shingles
+    minhash_num_perm: int = 64
+    minhash_threshold: float = 0.8  # estimated Jaccard similarity that makes a near duplicate
+    shingle_size: int = 5  # words per shingle
+    seed: int = 1  # MinHash permutations
+    batch_size: int = 5000  # segments per processing batch (bounds memory)

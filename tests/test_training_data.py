@@ -7,7 +7,7 @@ import pytest
 
 from humpback.config import load_section
 from humpback.errors import EmptyResultError, InputError
-from humpback.models import BaseModelConfig, TinyConfig, load_tokenizer, prepare_base
+from humpback.models import load_embedded_tokenizer
 from humpback.prompts import PromptsConfig
 from humpback.training import build_examples, effective_batch, lr_factor, plan_batches, read_pairs, tokenize_example
 from humpback.training.data import IGNORE, TokenizeStats
@@ -17,9 +17,8 @@ END = "<|im_end|>"
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tok") / "base"
-    return load_tokenizer(prepare_base(BaseModelConfig(source="tiny", tiny=TinyConfig(hidden_size=16, intermediate_size=32)), base))
+def tok():
+    return load_embedded_tokenizer()  # the tokenizer and chat template every base model of the default run has
 
 
 SEED = pl.DataFrame({"instruction": ["Name a red fruit.", "What is 2+2?"], "output": ["An apple.", "It is 4."],

@@ -1,0 +1,147 @@
+"""Fine-tuning runs on a tiny random Llama: what is saved, how it loads, the lr really used, determinism,
+and the stage script (through `accelerate launch`) end to end."""
+
+import dataclasses
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from humpback.models import BaseModelConfig, ModelRef, TinyConfig, load_model, load_tokenizer, prepare_base, resolve
+from humpback.prompts import PromptsConfig
+from humpback.training import TrainConfig, build_examples, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS = pl.DataFrame({
+    "instruction": [f"Tell me fact number {i} about rivers." for i in range(12)],
+    "output": [f"River fact {i}: water flows downhill toward the sea." for i in range(12)],
+    "source_id": [str(i) for i in range(12)],
+})
+# tiny and fast: 2 steps of 2 examples, fp32, a large lr so that two steps visibly move the adapter
+FAST = TrainConfig(max_steps=2, batch_size=2, small_data_batch_size=2, per_device_batch_size=2, max_seq_len=64,
+                   learning_rate=5e-3, final_lr_ratio=0.9, warmup_ratio=0.0, logging_steps=1, bf16=False)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("train") / "base"
+    prepare_base(BaseModelConfig(source="tiny", tiny=TinyConfig(hidden_size=32, intermediate_size=64)), d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def lora_run(base):
+    out = base.parent / "m0"
+    metrics = train_model(build_examples("m0", PromptsConfig(), PAIRS), base, out, FAST)
+    return out, metrics
+
+
+def test_lora_saves_only_the_adapter_tokenizer_and_meta(lora_run, base):
+    out, metrics = lora_run
+    files = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "humpback_model.json", "tokenizer.json"} <= files
+    assert not files & {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "config.json",
+                        "model.safetensors", "README.md"}
+    assert not any(p.is_dir() for p in out.iterdir())  # no checkpoint-N folders
+    assert json.loads((out / "humpback_model.json").read_text()) == {"kind": "adapter", "base": str(base)}
+    assert not out.with_name("m0.tmp").exists()
+    assert metrics["steps"] == 2 and metrics["effective_batch"] == 2 and metrics["examples"] == 12
+    assert metrics["examples_by_origin"] == {"seed": 12} and metrics["train_loss_first"] > 0
+
+
+def test_lr_really_used_ends_at_the_ratio_of_the_peak(lora_run):
+    _, m = lora_run
+    assert m["lr_first"] == pytest.approx(5e-3)
+    assert m["lr_last"] == pytest.approx(0.9 * 5e-3)  # 4.5e-3: the ratio of the peak, not 9e-6
+
+
+def test_adapter_loads_through_resolve_and_changes_the_outputs(lora_run, base):
+    out, _ = lora_run
+    ref = resolve(out)
+    assert ref.base == str(base) and ref.adapter == str(out)
+    tok = load_tokenizer(ref)
+    ids = tok("River fact", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        tuned = load_model(ref, dtype="float32")(ids).logits
+        plain = load_model(resolve(base), dtype="float32")(ids).logits
+    assert (tuned - plain).abs().max() > 1e-4
+
+
+def test_same_seed_gives_identical_adapter_weights(lora_run, base, tmp_path):
+    out, _ = lora_run
+    train_model(build_examples("m0", PromptsConfig(), PAIRS), base, tmp_path / "again", FAST)
+    a, b = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / "again" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)  # trained, not the zero init
+
+
+def test_full_fine_tuning_saves_a_checkpoint_that_reloads(base, tmp_path):
+    cfg = dataclasses.replace(FAST, mode="full", max_steps=1)
+    out = tmp_path / "full"
+    m = train_model(build_examples("backward", PromptsConfig(), PAIRS), base, out, cfg)
+    assert m["mode"] == "full" and m["steps"] == 1
+    assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
+    assert not {"training_args.bin", "optimizer.pt"} & {p.name for p in out.iterdir()}
+    config = json.loads((out / "config.json").read_text())
+    assert config["attention_dropout"] == 0.0  # dropout was for training; the saved config is the model's
+    ref = resolve(out)
+    assert ref.adapter is None and ref.base == str(out)
+    model = load_model(ref, dtype="float32")
+    before = load_model(resolve(base), dtype="float32")
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, before.model.layers[0].mlp.up_proj.weight)
+
+
+def _project(tmp_path: Path, base: Path) -> Path:
+    """A project dir: params with a fast train section, the tiny base, seed and curated tables."""
+    (tmp_path / "models").mkdir()
+    shutil.copytree(base, tmp_path / "models" / "base")
+    (tmp_path / "data" / "prepared").mkdir(parents=True)
+    (tmp_path / "data" / "curated").mkdir(parents=True)
+    PAIRS.write_parquet(tmp_path / "data/prepared/seed.parquet")
+    PAIRS.head(4).select("instruction", "output").with_columns(segment_id=pl.lit("s"), score=pl.lit(5)).write_parquet(
+        tmp_path / "data/curated/it1.parquet")
+    (tmp_path / "params.yaml").write_text(
+        "train:\n  max_steps: 1\n  batch_size: 2\n  small_data_batch_size: 2\n  per_device_batch_size: 2\n"
+        "  max_seq_len: 64\n  bf16: false\n  logging_steps: 1\n")
+    return tmp_path
+
+
+def test_stage_under_accelerate_launch_trains_forward_on_seed_and_curated(base, tmp_path, monkeypatch):
+    proj = _project(tmp_path, base)
+    # PYTHONSAFEPATH: the script's folder (stages/) is not put first on sys.path
+    env = {**os.environ, "PYTHONSAFEPATH": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate/ddp.yaml"),
+           "--num_processes", "1", "--cpu", str(ROOT / "stages/train.py"),
+           "--kind", "forward", "--curated", "data/curated/it1.parquet", "--out", "models/it1"]
+    r = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((proj / "metrics/train/it1.json").read_text())
+    assert m["kind"] == "forward" and m["examples_by_origin"] == {"seed": 12, "curated": 4} and m["steps"] == 1
+    monkeypatch.chdir(proj)  # the adapter names its base as given: models/base, relative to the project
+    assert resolve("models/it1") == ModelRef(base="models/base", adapter="models/it1")
+    assert json.loads((proj / "models/it1/humpback_model.json").read_text())["base"] == "models/base"
+
+
+def test_stage_empty_seed_is_a_one_line_error(base, tmp_path, monkeypatch, capsys):
+    proj = _project(tmp_path, base)
+    pl.DataFrame(schema={"instruction": pl.Utf8, "output": pl.Utf8}).write_parquet(proj / "data/prepared/seed.parquet")
+    monkeypatch.chdir(proj)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--kind", "m0", "--out", "models/m0"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(ROOT / "stages/train.py"), run_name="__main__")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: data/prepared/seed.parquet: no seed pairs to train on" in err and "Traceback" not in err
+    assert not (proj / "models/m0").exists()
+    monkeypatch.setattr(sys, "argv", ["train.py", "--kind", "forward", "--out", "models/it1"])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(ROOT / "stages/train.py"), run_name="__main__")
+    assert "--curated is required for --kind forward" in capsys.readouterr().err

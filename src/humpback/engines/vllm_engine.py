@@ -34,8 +34,11 @@ class LocalVLLM(Engine):
     name = "vllm"
 
     def __init__(self, model_dir: str | Path, cfg: EngineConfig):
-        from vllm import LLM
-        from vllm.lora.request import LoRARequest
+        try:
+            from vllm import LLM
+            from vllm.lora.request import LoRARequest
+        except ImportError:
+            raise ConfigError("engine.backend is 'vllm' but vllm is not installed: pip install 'humpback[gpu]'") from None
 
         self.cfg = cfg
         self.ref = resolve(model_dir)

@@ -18,7 +18,7 @@ from humpback.augment import (
     run_augment,
 )
 from humpback.engines.base import Engine
-from humpback.errors import InputError
+from humpback.errors import ConfigError, InputError
 from humpback.prompts import PromptsConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +78,9 @@ def test_clean_instruction(raw, clean):
         ("Here is the request: how do I bake bread?", "meta_instruction"),
         ("Response: Sourdough needs a lively starter and patience", "meta_instruction"),
         ("Summarize the above text about sourdough baking.", "meta_instruction"),
+        ("I'm ready to help with your request. What can I assist you with?", "assistant_voice"),
+        ("Please share the text you would like me to turn into a request.", "assistant_voice"),
+        ("Sure! Tell me more about sourdough baking.", "assistant_voice"),
         ("Sourdough needs a lively starter. Feed it twice a day for a week", "echo"),  # prefix of the text
         ("Sourdough needs a lively starter, feed it twice a day for a week, then mix 500 g flour", "echo"),
     ],
@@ -94,6 +97,8 @@ def test_degenerate_reason(instruction, reason):
         "Give me a step-by-step sourdough recipe with quantities and oven temperature.",
         "What temperature should I bake sourdough at, and how much water do I need for 500 g of flour?",
         "Write a short poem about bread.",  # "write" alone is not a meta-instruction
+        "Provide a list of tasks to do before moving house.",
+        "Give me five interview questions for a baker.",
     ],
 )
 def test_good_instructions_pass(instruction):
@@ -106,6 +111,11 @@ def test_filter_knobs_change_the_verdict():
     assert DegenerateFilter(FilterConfig(min_chars=20)).reason(short, SEGMENT) == "too_short"
     meta = "Write an instruction for this text."
     assert DegenerateFilter(FilterConfig(meta_patterns=[])).reason(meta, SEGMENT) is None
+
+
+def test_bad_pattern_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"augment.filter.meta_patterns\[0\]: not a valid regular expression"):
+        DegenerateFilter(FilterConfig(meta_patterns=["(unclosed"]))
 
 
 def test_echo_overlap():

@@ -1,8 +1,8 @@
 """Self-augmentation: the backward model M_yx writes one candidate instruction per web segment.
 
 Small backward models often write something that is not a user's request: an echo of the text,
-a meta-instruction ("Write an instruction for this text"), the template's "Response:" label, a
-repetition loop. Every generated instruction is cleaned (quotes, "Instruction:" labels, chat
+a meta-instruction ("Write an instruction for this text"), the template's "Response:" label, an
+assistant's greeting instead of a user's request, a repetition loop. Every generated instruction is cleaned (quotes, "Instruction:" labels, chat
 artefacts) and then checked; a degenerate one is kept in the rejected table with its reason.
 """
 
@@ -19,7 +19,7 @@ import polars as pl
 
 from humpback.chunks import process_in_chunks
 from humpback.engines.base import Engine, Sampling
-from humpback.errors import InputError
+from humpback.errors import ConfigError, InputError
 from humpback.io import read_table, write_json, write_parquet
 from humpback.prompts import PromptsConfig, backward_messages
 
@@ -36,8 +36,10 @@ class GenerationConfig:
 
 # Phrases that describe the task instead of being a request. Case-insensitive regexes.
 META_PATTERNS = [
-    r"\b(?:write|generate|create|give|provide|produce|come up with|suggest|formulate)\b[^.?!\n]{0,40}"
-    r"\b(?:instruction|prompt|question|request|query|task)s?\b",
+    r"\b(?:write|generate|create|give|provide|produce|come up with|suggest|formulate)\b[^.?!\n]{0,30}"
+    r"\b(?:instruction|request)s?\b",
+    r"\b(?:write|generate|create|produce|come up with|formulate)\s+(?:a|an|one|the)\s+"
+    r"(?:possible\s+|suitable\s+|user\s+)?(?:question|prompt|query)\b",
     r"\bwhat (?:is|was|would be|could be|might be) (?:the|a|an|this|that) (?:user'?s? )?"
     r"(?:instruction|request|prompt|question|query)\b",
     r"\bhere (?:is|are|'s) (?:the|a|an|my|your|one|some) (?:possible |user'?s? |suitable )?"
@@ -46,6 +48,18 @@ META_PATTERNS = [
     r"\b(?:the|this|that) (?:above|following|given|provided) (?:text|response|answer|passage|paragraph|article)\b",
     r"\b(?:the|this) (?:response|answer) (?:above|below)\b",
     r"\bthe user(?:'s)? (?:request|instruction|prompt|question) (?:is|was|would be)\b",
+]
+
+# The reply of an assistant rather than a user's request: small untuned models greet, offer help
+# or ask for the text ("I'm ready to help with your request. What can I assist you with?").
+ASSISTANT_VOICE_PATTERNS = [
+    r"\b(?:I'?m|I am|I'?d be|I would be|I'?ll be) (?:happy|glad|ready|here|delighted) to (?:help|assist)\b",
+    r"\b(?:how|what) can I (?:help|assist|do for you)\b",
+    r"\byour (?:request|instruction|query)\b",
+    r"\bplease (?:provide|share|send|paste|go ahead and share)\b.{0,40}"
+    r"\b(?:request|instruction|question|text|prompt|response)\b",
+    r"^(?:sure|certainly|of course|okay|ok)\b[,!.]",
+    r"\bas an ai\b",
 ]
 
 
@@ -62,7 +76,8 @@ class FilterConfig:
     # "echo": the instruction's word 3-grams found in the segment at or above this share, or the
     # whole instruction (>= 4 words) appears verbatim in the segment.
     max_echo_overlap: float = 0.8
-    meta_patterns: list[str] = field(default_factory=lambda: list(META_PATTERNS))
+    meta_patterns: list[str] = field(default_factory=lambda: list(META_PATTERNS))  # "meta_instruction"
+    assistant_voice_patterns: list[str] = field(default_factory=lambda: list(ASSISTANT_VOICE_PATTERNS))
 
 
 @dataclass
@@ -114,7 +129,7 @@ def clean_instruction(text: str | None) -> str:
 # degenerate filter
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-REASONS = ["empty", "too_long", "too_short", "mostly_non_alpha", "repetition", "meta_instruction", "echo"]
+REASONS = ["empty", "too_long", "too_short", "mostly_non_alpha", "repetition", "meta_instruction", "assistant_voice", "echo"]
 
 
 def _ngrams(words: list[str], n: int = 3) -> list[tuple[str, ...]]:
@@ -134,12 +149,23 @@ def echo_overlap(instruction: str, output: str) -> float:
     return sum(g in have for g in grams) / len(grams)
 
 
+def _compile(patterns: list[str], where: str) -> list[re.Pattern]:
+    out = []
+    for i, p in enumerate(patterns):
+        try:
+            out.append(re.compile(p, re.IGNORECASE))
+        except re.error as e:
+            raise ConfigError(f"{where}[{i}]: not a valid regular expression ({e})") from None
+    return out
+
+
 class DegenerateFilter:
     """`reason(instruction, output)` -> the first failed check's name, or None for a keeper."""
 
     def __init__(self, cfg: FilterConfig):
         self.cfg = cfg
-        self.meta = [re.compile(p, re.IGNORECASE) for p in cfg.meta_patterns]
+        self.meta = _compile(cfg.meta_patterns, "augment.filter.meta_patterns")
+        self.voice = _compile(cfg.assistant_voice_patterns, "augment.filter.assistant_voice_patterns")
 
     def reason(self, instruction: str, output: str) -> str | None:
         cfg = self.cfg
@@ -162,6 +188,8 @@ class DegenerateFilter:
                 return "repetition"
         if any(p.search(instruction) for p in self.meta):
             return "meta_instruction"
+        if any(p.search(instruction) for p in self.voice):
+            return "assistant_voice"
         norm_ins = " ".join(words)
         if len(words) >= 4 and norm_ins in " ".join(_WORD.findall(output.lower())):
             return "echo"

@@ -29,4 +29,8 @@ class SelectConfig:
     # In logprob mode the score is an expected value, so fractional thresholds (4.5) make sense.
     threshold: float = 4.0
     max_examples: int = 0  # keep at most this many, best first (ties by segment_id); 0 = no cap
+    # Keep at most this share of the scored pairs, best first; 0 = no cap. A small judge squeezes
+    # its expected scores into a narrow band (SmolLM2-135M: about 3.3-3.7 for good and bad pairs
+    # alike), so a relative cut keeps the pipeline meaningful where a fixed threshold keeps all or none.
+    top_share: float = 0.0
     allow_empty: bool = False  # a threshold that keeps nothing is an error unless this is true

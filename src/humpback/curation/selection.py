@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import polars as pl
 
 from humpback.curation.config import SelectConfig
 from humpback.curation.scoring import histogram
-from humpback.errors import EmptyResultError
+from humpback.errors import ConfigError, EmptyResultError
 from humpback.io import read_table, write_json, write_parquet
 
 SCORE_COLUMNS = ["segment_id", "instruction", "output", "score"]
 
 
 def select(scored: pl.DataFrame, cfg: SelectConfig, *, source: str = "scores") -> pl.DataFrame:
-    """Rows with score >= threshold (unparsed rows never pass), best first if capped.
+    """Rows with score >= threshold (unparsed rows never pass), best first if capped by
+    max_examples or top_share (a share of the rows with a score).
 
     Output columns: instruction, output, segment_id, score; in segment order unless capped.
     """
-    kept = scored.filter(pl.col("score").is_not_null() & ~pl.col("score").is_nan() & (pl.col("score") >= cfg.threshold))
-    if cfg.max_examples > 0 and kept.height > cfg.max_examples:
-        kept = kept.sort(["score", "segment_id"], descending=[True, False]).head(cfg.max_examples)
+    if not 0.0 <= cfg.top_share <= 1.0:
+        raise ConfigError(f"select.top_share: {cfg.top_share} is not a share between 0 and 1")
+    valid = scored.filter(pl.col("score").is_not_null() & ~pl.col("score").is_nan())
+    kept = valid.filter(pl.col("score") >= cfg.threshold)
+    caps = [cfg.max_examples] if cfg.max_examples > 0 else []
+    if cfg.top_share > 0:
+        caps.append(math.ceil(cfg.top_share * valid.height))
+    if caps and kept.height > min(caps):
+        kept = kept.sort(["score", "segment_id"], descending=[True, False]).head(min(caps))
     if kept.height == 0 and not cfg.allow_empty:
         valid = scored["score"].drop_nulls().drop_nans()
         seen = f"scores seen range {valid.min():.3g}..{valid.max():.3g}" if valid.len() else "no row has a parsed score"
@@ -42,6 +50,7 @@ def run_select(scores_path: str | Path, cfg: SelectConfig, *, curated_path: str 
         "mode": scored["mode"][0] if "mode" in scored.columns else None,
         "threshold": cfg.threshold,
         "max_examples": cfg.max_examples,
+        "top_share": cfg.top_share,
         "n": n,
         "kept": kept.height,
         "kept_share": round(kept.height / n, 4),

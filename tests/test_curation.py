@@ -1,0 +1,266 @@
+"""Self-curation: logprob expected-score maths, both scoring modes, selection, and the two stages."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from humpback.augment import GenerationConfig
+from humpback.curation.config import ScoreConfig, SelectConfig
+from humpback.curation.scoring import expected_score, histogram, run_score, score_bin
+from humpback.curation.selection import run_select, select
+from humpback.engines.base import Engine
+from humpback.errors import ConfigError, EmptyResultError, InputError
+from humpback.prompts import SCORE_PREFIX, PromptsConfig
+
+REPO = Path(__file__).resolve().parents[1]
+LN = math.log
+
+# ---------------------------------------------------------------------------------------------
+# logprob maths
+
+
+def test_expected_score_renormalises_over_the_digits():
+    # p = (0.1, 0.1, 0.2, 0.2, 0.2) of the whole vocabulary: mass 0.8, renormalised (1,1,2,2,2)/8
+    lp = {"1": LN(0.1), "2": LN(0.1), "3": LN(0.2), "4": LN(0.2), "5": LN(0.2)}
+    d = expected_score(lp)
+    assert d.expected == pytest.approx((1 + 2 + 2 * 3 + 2 * 4 + 2 * 5) / 8)
+    assert d.mass == pytest.approx(0.8)
+    assert d.argmax == 3  # ties go to the lower score
+
+
+def test_expected_score_with_unseen_digits_and_underflow():
+    d = expected_score({"4": -1000.0, "5": -1000.0 + LN(3), "1": -math.inf})  # missing 2, 3
+    assert d.expected == pytest.approx((4 * 1 + 5 * 3) / 4)
+    assert d.argmax == 5
+    assert d.mass == 0.0 or d.mass < 1e-300
+    assert expected_score({"5": 0.0}).expected == 5.0
+    none = expected_score({d: -math.inf for d in "12345"})
+    assert none.expected is None and none.argmax is None and none.mass == 0.0
+    assert expected_score({}).expected is None
+
+
+@pytest.mark.parametrize("score, b", [(1.0, 1), (1.49, 1), (1.5, 2), (2.5, 3), (4.49, 4), (4.5, 5), (5.0, 5)])
+def test_score_bin(score, b):
+    assert score_bin(score) == b
+
+
+def test_histogram_counts_unparsed():
+    h = histogram(pl.Series([1.0, 4.6, 4.4, None, 5.0], dtype=pl.Float64))
+    assert h == {"1": 1, "2": 0, "3": 0, "4": 1, "5": 2, "unparsed": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# fake judge
+
+
+class FakeJudge(Engine):
+    """Rates a pair by the digit in its instruction ("... q3" -> 3): as text, or as log-probs."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls = 0
+        self.fail_after = fail_after
+        self.prefixes: list[str] = []
+
+    def _tick(self):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("simulated crash")
+
+    @staticmethod
+    def _quality(msgs) -> int:
+        body = msgs[-1]["content"].split("Instruction:\n", 1)[1]
+        return int(body.split(" q", 1)[1][0])
+
+    def generate(self, requests, sampling, *, desc="generate"):
+        self._tick()
+        out = []
+        for m in requests:
+            q = self._quality(m)
+            out.append("I cannot decide." if q == 0 else f"Reasoning: fine.\n**Score:** {q} (seed {sampling.seed})")
+        return out
+
+    def choice_logprobs(self, requests, choices, *, assistant_prefix="", desc="score"):
+        self._tick()
+        self.prefixes.append(assistant_prefix)
+        out = []
+        for m in requests:
+            q = self._quality(m)
+            if q == 0:  # the model puts no mass on any digit
+                out.append({c: -math.inf for c in choices})
+            else:  # 0.6 on q, 0.1 on each other digit, 0.5 of the vocabulary overall
+                out.append({c: LN(0.5 * (0.6 if int(c) == q else 0.1)) for c in choices})
+        return out
+
+
+def _candidates(tmp_path: Path, qualities: list[int]) -> Path:
+    rows = [{"segment_id": f"s{i:03d}", "instruction": f"Question number {i} q{q}", "output": f"Answer {i}.",
+             "header": None, "doc_id": "d"} for i, q in enumerate(qualities)]
+    p = tmp_path / "candidates.parquet"
+    pl.DataFrame(rows).write_parquet(p)
+    return p
+
+
+QUALITIES = [5, 4, 3, 0, 1, 5, 2, 4, 5, 3, 0, 4]
+
+
+def _score(tmp_path, cfg, engine=None, out="scores"):
+    cand = _candidates(tmp_path, QUALITIES)
+    d = tmp_path / out
+    m = run_score(cand, engine or FakeJudge(), cfg, PromptsConfig(), scores_path=d / "it1.parquet",
+                  metrics_path=d / "it1.json", model_dir=None)
+    return m, pl.read_parquet(d / "it1.parquet")
+
+
+def test_score_generate_mode_parses_the_judge_text(tmp_path):
+    m, df = _score(tmp_path, ScoreConfig(mode="generate", chunk_size=5, seed=2))
+    assert df.columns == ["segment_id", "instruction", "output", "score", "score_int", "digit_mass", "raw", "mode"]
+    assert df["score_int"].to_list() == [None if q == 0 else q for q in QUALITIES]
+    assert df["score"][0] == 5.0 and df["raw"][0].endswith("(seed 2)") and df["raw"][5].endswith("(seed 3)")
+    assert set(df["mode"]) == {"generate"}
+    assert m["n"] == 12 and m["parse_failures"] == 2 and m["parse_failure_rate"] == pytest.approx(2 / 12, abs=1e-4)
+    assert m["histogram"] == {"1": 1, "2": 1, "3": 2, "4": 3, "5": 3, "unparsed": 2}
+    assert m["mean"] == pytest.approx(sum(QUALITIES) / 10, abs=1e-4)
+    assert json.loads((tmp_path / "scores" / "it1.json").read_text())["n"] == 12
+
+
+def test_score_logprob_mode_stores_expected_argmax_and_mass(tmp_path):
+    engine = FakeJudge()
+    m, df = _score(tmp_path, ScoreConfig(mode="logprob", chunk_size=5), engine)
+    assert engine.prefixes == [SCORE_PREFIX] * 3
+    q5 = df.row(0, named=True)
+    assert q5["score"] == pytest.approx(0.6 * 5 + 0.1 * (1 + 2 + 3 + 4))  # 4.0
+    assert q5["score_int"] == 5 and q5["digit_mass"] == pytest.approx(0.5) and q5["raw"] is None
+    assert df.row(3, named=True)["score"] is None and df.row(3, named=True)["digit_mass"] == 0.0
+    assert m["parse_failures"] == 2 and m["mean_digit_mass"] == pytest.approx(5 / 12, abs=1e-4)
+    assert m["argmax_histogram"]["5"] == 3
+
+
+def test_score_resume_after_crash_gives_identical_output(tmp_path):
+    cfg = ScoreConfig(mode="generate", chunk_size=3, seed=7)
+    _, ref = _score(tmp_path, cfg, out="ref")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _score(tmp_path, cfg, FakeJudge(fail_after=2), out="resumed")
+    engine = FakeJudge()
+    _, df = _score(tmp_path, cfg, engine, out="resumed")
+    assert engine.calls == 2  # chunks 2 and 3 only
+    assert df.equals(ref)
+
+
+def test_score_rejects_candidates_without_columns(tmp_path):
+    p = tmp_path / "c.parquet"
+    pl.DataFrame({"segment_id": ["a"], "instruction": ["x"]}).write_parquet(p)
+    with pytest.raises(InputError, match=r"missing column\(s\) output"):
+        run_score(p, FakeJudge(), ScoreConfig(), PromptsConfig(), scores_path=tmp_path / "s.parquet",
+                  metrics_path=tmp_path / "s.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# selection
+
+
+def _scored(scores):
+    return pl.DataFrame({
+        "segment_id": [f"s{i}" for i in range(len(scores))],
+        "instruction": [f"i{i}" for i in range(len(scores))],
+        "output": [f"o{i}" for i in range(len(scores))],
+        "score": pl.Series(scores, dtype=pl.Float64),
+    })
+
+
+def test_select_integer_threshold_drops_unparsed():
+    kept = select(_scored([5.0, 4.0, None, 3.0, 5.0]), SelectConfig(threshold=5))
+    assert kept.columns == ["instruction", "output", "segment_id", "score"]
+    assert kept["segment_id"].to_list() == ["s0", "s4"]
+    assert select(_scored([5.0, 4.0, None, 3.0]), SelectConfig(threshold=4))["segment_id"].to_list() == ["s0", "s1"]
+
+
+def test_select_fractional_threshold_on_expected_scores():
+    kept = select(_scored([4.49, 4.5, 4.51, 3.9, float("nan")]), SelectConfig(threshold=4.5))
+    assert kept["segment_id"].to_list() == ["s1", "s2"]
+
+
+def test_select_cap_takes_best_then_segment_id():
+    kept = select(_scored([4.0, 5.0, 4.5, 5.0, 4.5]), SelectConfig(threshold=4, max_examples=3))
+    assert kept["segment_id"].to_list() == ["s1", "s3", "s2"]
+
+
+def test_select_top_share_keeps_the_best_share_of_scored_rows():
+    scored = _scored([3.4, 3.6, None, 3.5, 3.3, 3.6])
+    kept = select(scored, SelectConfig(threshold=1, top_share=0.5))  # 5 scored rows -> 3
+    assert kept["segment_id"].to_list() == ["s1", "s5", "s3"]
+    assert select(scored, SelectConfig(threshold=3.55, top_share=0.5))["segment_id"].to_list() == ["s1", "s5"]
+    assert select(scored, SelectConfig(threshold=1, top_share=0.5, max_examples=1))["segment_id"].to_list() == ["s1"]
+    with pytest.raises(ConfigError, match="select.top_share"):
+        select(scored, SelectConfig(top_share=1.5))
+
+
+def test_select_empty_is_an_error_naming_threshold_and_range():
+    with pytest.raises(EmptyResultError, match=r"threshold 4.5 keeps no pair out of 3 \(scores seen range 2.1..4.2\)"):
+        select(_scored([2.1, 4.2, None]), SelectConfig(threshold=4.5))
+    with pytest.raises(EmptyResultError, match="no row has a parsed score"):
+        select(_scored([None, None]), SelectConfig(threshold=1))
+    assert select(_scored([2.0]), SelectConfig(threshold=3, allow_empty=True)).height == 0
+
+
+def test_run_select_metrics(tmp_path):
+    p = tmp_path / "it1.parquet"
+    _scored([5.0, 4.0, None, 3.0, 4.6]).with_columns(pl.lit("logprob").alias("mode")).write_parquet(p)
+    m = run_select(p, SelectConfig(threshold=4.5), curated_path=tmp_path / "c.parquet", metrics_path=tmp_path / "m.json")
+    assert m["kept"] == 2 and m["kept_share"] == 0.4 and m["parse_failures"] == 1 and m["mode"] == "logprob"
+    assert m["histogram"] == {"1": 0, "2": 0, "3": 1, "4": 1, "5": 2, "unparsed": 1}
+    assert json.loads((tmp_path / "m.json").read_text()) == m
+    assert pl.read_parquet(tmp_path / "c.parquet")["segment_id"].to_list() == ["s0", "s4"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage scripts
+
+
+def _load_stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_score_and_select_stages_end_to_end(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data/augmented").mkdir(parents=True)
+    _candidates(tmp_path / "data/augmented", QUALITIES)
+    (tmp_path / "models/m0").mkdir(parents=True)
+    (tmp_path / "params.yaml").write_text(
+        "score:\n  mode: generate\n  chunk_size: 4\n  sampling: {temperature: 0.7, top_p: 0.9, max_new_tokens: 64}\n"
+        "select:\n  threshold: 5\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    score = _load_stage("score")
+    seen = []
+    monkeypatch.setattr(score, "open_engine", lambda model, params: seen.append(model) or FakeJudge())
+    score.main(["--iteration", "it1", "--model", "models/m0"])
+    assert seen == [Path("models/m0")]
+    assert pl.read_parquet("data/scores/it1.parquet").height == 12
+    assert json.loads(Path("metrics/scores/it1.json").read_text())["model"] == "models/m0"
+
+    _load_stage("select").main(["--iteration", "it1"])
+    curated = pl.read_parquet("data/curated/it1.parquet")
+    assert curated["segment_id"].to_list() == ["s000", "s005", "s008"]
+    assert json.loads(Path("metrics/curation/it1.json").read_text())["kept"] == 3
+
+    Path("params.yaml").write_text("select:\n  threshold: 6\n")
+    with pytest.raises(SystemExit) as e:
+        _load_stage("select").main(["--iteration", "it1"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "threshold 6 keeps no pair out of 12 (scores seen range 1..5)" in err
+    assert "Traceback" not in err
+
+
+def test_params_yaml_sections_load():
+    from humpback.config import load_section
+
+    assert isinstance(load_section("score", REPO / "params.yaml"), ScoreConfig)
+    assert isinstance(load_section("select", REPO / "params.yaml"), SelectConfig)
+    assert isinstance(load_section("score", REPO / "params.yaml").sampling, GenerationConfig)

@@ -35,6 +35,7 @@ _RST_LINK = re.compile(r"`([^`<]*?)\s*(?:<[^>]*>)?`_{1,2}")
 _LINK_REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+")  # markdown [label]: url
 _RST_TARGET = re.compile(r"^\.\. _[^:]*:\s*\S*")  # .. _label: url
 _RST_MEDIA = re.compile(r"^\.\. (?:\|[^|]+\|\s+)?(?:image|figure|raw|contents|sectnum|toctree)::", re.I)
+_EMPHASIS = re.compile(r"(?<!\w)(?:\*{1,2}|_{1,2})([^*_]+?)(?:\*{1,2}|_{1,2})(?!\w)")
 _LETTER = re.compile(r"[^\W\d_]")
 _SPACES = re.compile(r"[ \t]+")
 _BLANKS = re.compile(r"\n{3,}")
@@ -88,7 +89,7 @@ def clean_header(text: str) -> str:
     text = _RST_LINK.sub(r"\1", text)
     text = _RST_SUBST.sub("", text)
     text = _HTML_TAG.sub("", text)
-    text = text.replace("**", "").replace("__", "").replace("`", "")
+    text = _EMPHASIS.sub(r"\1", text).replace("`", "")
     return _SPACES.sub(" ", text).strip(" \t*_#=-:")
 
 

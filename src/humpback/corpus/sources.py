@@ -166,6 +166,19 @@ def iter_html(src: SourceConfig) -> Iterator[Item]:
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
+class _StrictReader:
+    """A binary stream whose early end is an error (OSError), not an EOFError."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.fh.read(size)
+        except EOFError as e:
+            raise OSError(f"file is truncated ({e})") from None
+
+
 def iter_warc(src: SourceConfig) -> Iterator[Item]:
     from warcio.archiveiterator import ArchiveIterator  # imported here: only WARC sources need it
     from warcio.exceptions import ArchiveLoadFailed
@@ -174,9 +187,12 @@ def iter_warc(src: SourceConfig) -> Iterator[Item]:
     for f in files:
         n = 0
         any_record = False
-        with open(f, "rb") as fh:
+        # gzip (not warcio's own decompressor) reads .gz, and its EOFError on a truncated file is
+        # re-raised as an OSError: warcio takes an EOFError for the normal end of the archive
+        opener = gzip.open if f.name.lower().endswith(".gz") else open
+        with opener(f, "rb") as fh:
             try:
-                for record in ArchiveIterator(fh):
+                for record in ArchiveIterator(_StrictReader(fh)):
                     n += 1
                     any_record = True
                     if record.rec_type != "response" or record.http_headers is None:

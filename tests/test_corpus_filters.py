@@ -1,0 +1,112 @@
+"""Quality filters (one reason each) and exact / near deduplication."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+import pytest
+from datasketch import MinHash
+
+from humpback.corpus.config import CorpusConfig
+from humpback.corpus.dedup import ExactDedup, NearDedup, normalise, shingle_hashes, text_hashes
+from humpback.corpus.filters import FILTER_ORDER, apply_filters, bad_header_pattern
+
+PROSE = ("Bread dough needs time to rest so the gluten can relax before shaping. "
+         "A warm kitchen shortens the rise, while a cool one gives a deeper flavour. ") * 4
+
+
+def run(rows: list[dict], **cfg) -> list[str | None]:
+    base = {"header": "Resting the dough", "text": PROSE, "whole_doc": False, "headerless_ok": False}
+    frame = pl.DataFrame([{**base, **r} for r in rows]).with_columns(
+        n_chars=pl.col("text").str.len_chars().cast(pl.Int32))
+    return apply_filters(frame, CorpusConfig(**{"min_chars": 100, "max_chars": 1000, **cfg}))["reason"].to_list()
+
+
+def test_good_segment_passes():
+    assert run([{}]) == [None]
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    ({"whole_doc": True, "header": ""}, "headerless_doc"),
+    ({"header": ""}, "empty_header"),
+    ({"header": "2024 - 05"}, "empty_header"),
+    ({"text": "Too short."}, "too_short"),
+    ({"text": PROSE * 3}, "too_long"),
+    ({"header": "Subscribe to our Newsletter"}, "bad_header"),
+    ({"header": "Quick   Links"}, "bad_header"),
+    ({"header": "License"}, "bad_header"),
+    ({"header": "v2.1.0 (2024-05-01)"}, "version_header"),
+    ({"header": "BREAKING NEWS TODAY"}, "header_caps"),
+    ({"text": "1234 5678 9012 3456 | 7890 1234 5678 | " * 5}, "low_alpha"),
+    ({"text": "\n".join(f"[Page number {i}](https://example.com/{i})" for i in range(8))}, "link_lines"),
+    ({"text": "Home page of the site\nAbout the company\n" * 6 + "One real line of text here."}, "dup_lines"),
+])
+def test_each_filter_names_its_reason(row, reason):
+    assert run([row]) == [reason]
+
+
+def test_filters_are_configurable():
+    assert run([{"whole_doc": True, "header": "", "headerless_ok": True}]) == [None]  # allowed headerless doc
+    assert run([{"header": ""}], reject_empty_header=False) == [None]
+    assert run([{"header": "License"}], bad_headers=[]) == [None]
+    assert run([{"header": "2.0 notes"}], reject_version_headers=False) == [None]
+    assert run([{"header": "API"}, {"header": "NASA Missions"}]) == [None, None]  # few letters / under the share
+    assert run([{"text": PROSE * 3}], max_chars=0) == [None]
+
+
+def test_first_failing_filter_wins_and_order_is_documented():
+    assert run([{"header": "", "text": "short"}]) == ["empty_header"]
+    assert FILTER_ORDER.index("empty_header") < FILTER_ORDER.index("too_short")
+
+
+def test_bad_header_pattern_matches_whole_words_only():
+    pattern = bad_header_pattern(["menu", "log in"])
+    s = pl.Series(["Main Menu", "Menus and more", "Log  In", "catalog information", ""])
+    assert s.str.contains(pattern).to_list() == [True, False, True, False, False]
+    assert bad_header_pattern([" ", ""]) is None
+
+
+def test_exact_dedup_normalises_and_spans_batches():
+    texts = pl.Series(["Hello, World!", "hello world", "Hello   world?!", "Something else"])
+    dedup = ExactDedup()
+    norm = pl.select(normalise(pl.lit(texts))).to_series()
+    assert dedup.check(text_hashes(norm[:2]), ["a", "b"]) == [None, "a"]
+    assert dedup.check(text_hashes(norm[2:]), ["c", "d"]) == ["a", None]  # next batch sees the first batch
+
+
+def _words(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(["river", "stone", "bread", "light", "engine", "garden", "signal", "market", "winter",
+                        "paper", "island", "music", "doctor", "window", "forest", "battery"]) + str(rng.randint(0, 40))
+            for _ in range(n)]
+
+
+def test_near_dedup_catches_light_edits_not_different_text():
+    base = _words(300, 1)
+    edited = list(base)
+    edited[150] = "changed"
+    other = _words(300, 2)
+    texts = pl.Series([" ".join(base), " ".join(other), " ".join(edited)])
+    near = NearDedup(num_perm=64, threshold=0.8, shingle_size=5)
+    assert near.check(texts[:2], ["base", "other"]) == [None, None]
+    assert near.check(texts[2:], ["edited"]) == ["base"]
+
+
+def test_minhash_signatures_equal_datasketch():
+    texts = pl.Series(["a b c d e f g", "one two", "", " ".join(_words(120, 3))])
+    near = NearDedup(num_perm=32, seed=7, shingle_size=3)
+    sig = near.signatures(texts, chunk=16)  # tiny blocks exercise the block boundaries
+    hv, doc = shingle_hashes(texts, 3)
+    assert [int((doc == i).sum()) for i in range(4)] == [5, 1, 1, 118]
+    for i in range(len(texts)):
+        ref = MinHash(num_perm=32, seed=7, scheme="affine32", hashfunc=lambda x: x)
+        ref.update_batch([int(v) for v in hv[doc == i]])
+        assert (ref.hashvalues == sig[i]).all()
+
+
+def test_shingles_do_not_cross_texts():
+    a, _ = shingle_hashes(pl.Series(["x y", "z w"]), 2)
+    b, _ = shingle_hashes(pl.Series(["x y"]), 2)
+    c, _ = shingle_hashes(pl.Series(["z w"]), 2)
+    assert list(a) == [b[0], c[0]]

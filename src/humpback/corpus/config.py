@@ -13,10 +13,12 @@ DEFAULT_BAD_HEADERS = [
     "quick links", "advertisement", "sponsored", "newsletter", "subscribe", "sign up", "log in", "login",
     "table of contents", "contents", "menu", "navigation", "site map", "sitemap", "related posts",
     "related articles", "share this", "follow us", "contact us", "cookie", "cookies", "privacy policy",
-    "terms of use", "terms of service", "copyright", "all rights reserved", "comments", "leave a reply",
-    "license", "licence", "licensing", "installation", "installing", "changelog", "change log", "release notes",
-    "release history", "version history", "authors", "contributors", "credits", "acknowledgements", "acknowledgments",
-    "sponsors", "donate", "funding", "badges", "useful links", "citation", "tidelift",
+    "terms of use", "terms of service", "copyright", "all rights reserved", "comments", "leave a reply", "license",
+    "licence", "licensing", "installation", "installing", "changelog", "change log", "release notes",
+    "release history", "version history", "what's new", "bug fixes", "bugfixes", "breaking changes", "deprecations",
+    "removals", "contributor-facing changes", "packaging updates", "improved documentation", "authors",
+    "contributors", "credits", "acknowledgements", "acknowledgments", "sponsors", "donate", "funding", "badges",
+    "useful links", "citation", "tidelift",
 ]
 
 

@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from humpback.config import convert, load_section, read_params
+from humpback.config import apply_preset, convert, load_section, read_params, validate_all
 from humpback.errors import ConfigError
 
 
@@ -90,3 +90,35 @@ def test_missing_section_means_defaults(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text("{}\n")
     assert load_section("base_model", p).source == "embedded"
+
+
+def test_preset_overlays_keys_and_keeps_comments(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("base_model:\n  source: embedded  # the default\n  dtype: bfloat16\n")
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("base_model:\n  source: tiny\n")
+    assert apply_preset(preset, params) == ["base_model"]
+    text = params.read_text()
+    assert "source: tiny" in text and "# the default" in text and "dtype: bfloat16" in text
+
+
+def test_bad_preset_leaves_params_untouched(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("base_model:\n  source: embedded\n")
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("base_model:\n  sorce: tiny\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        apply_preset(preset, params)
+    assert params.read_text() == "base_model:\n  source: embedded\n"
+
+
+def test_shipped_params_and_presets_validate(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    validate_all(root / "params.yaml")
+    for preset in sorted((root / "configs").glob("*.yaml")):
+        p = tmp_path / "params.yaml"
+        shutil.copy(root / "params.yaml", p)
+        apply_preset(preset, p)

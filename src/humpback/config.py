@@ -179,3 +179,41 @@ def validate_all(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Load every section present in the file (used by `humpback check-params` and the tests)."""
     data = read_params(path)
     return {name: load_section(name, path) for name in data}
+
+
+def _merge(dst: Any, src: Any) -> Any:
+    """Deep-merge mapping `src` into round-trip mapping `dst` (lists and scalars are replaced)."""
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _merge(dst[key], value)
+        else:
+            dst[key] = value
+    return dst
+
+
+def apply_preset(preset: str | Path, params: str | Path = DEFAULT_PARAMS) -> list[str]:
+    """Overlay a preset file (a partial params file) onto `params`, keeping the file's comments.
+
+    The result is validated before it is written, so a bad preset never leaves a broken params file.
+    Returns the sections the preset touched.
+    """
+    preset, params = Path(preset), Path(params)
+    overlay = read_params(preset)
+    rt = YAML()  # round-trip: comments and key order survive
+    rt.width = 120
+    rt.preserve_quotes = True
+    rt.indent(mapping=2, sequence=4, offset=2)
+    doc = rt.load(params.read_text(encoding="utf-8")) if params.is_file() else None
+    if doc is None:
+        doc = rt.load("{}")
+    _merge(doc, overlay)
+    from io import StringIO
+
+    buf = StringIO()
+    rt.dump(doc, buf)
+    from humpback.io import atomic_path
+
+    with atomic_path(params) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        validate_all(tmp)
+    return list(overlay)

@@ -151,3 +151,22 @@ def test_throughput_on_100k_synthetic_segments(tmp_path):
     m = prepare_corpus(cfg, tmp_path / "s.parquet", tmp_path / "r.parquet")
     per_cpu_second = m["segments_in"] / (time.process_time() - start)
     assert per_cpu_second >= 2000, per_cpu_second
+
+
+def test_a_document_that_breaks_segmentation_is_rejected_not_fatal(tmp_path, monkeypatch):
+    import humpback.corpus.pipeline as pipeline
+
+    real = pipeline.segment_markdown
+
+    def fragile(text: str):
+        if "Newsletter" in text:
+            raise ValueError("parser gave up")
+        return real(text)
+
+    monkeypatch.setattr(pipeline, "segment_markdown", fragile)
+    dump = write_dump(tmp_path / "dump.jsonl")
+    cfg = CorpusConfig(sources=[SourceConfig(kind="table", path=str(dump))], min_chars=200)
+    metrics = prepare_corpus(cfg, tmp_path / "s.parquet", tmp_path / "r.parquet")
+    assert metrics["rejected"]["unparseable"] == 1 and "bad_header" not in metrics["rejected"]
+    row = pl.read_parquet(tmp_path / "r.parquet").filter(reason="unparseable").row(0, named=True)
+    assert (row["doc_id"], row["detail"]) == ("d4", "ValueError: parser gave up")

@@ -93,7 +93,12 @@ def _batches(cfg: CorpusConfig, stats: _Stats) -> Iterator[tuple[dict[str, list]
             if isinstance(item, DocReject):
                 doc_rejects.append(item)
                 continue
-            sections, url = sections_of(item)
+            try:
+                sections, url = sections_of(item)
+            except Exception as e:  # one pathological page must not stop a web-scale run; it is counted
+                doc_rejects.append(DocReject(item.source, item.doc_id, item.url, "unparseable",
+                                             f"{type(e).__name__}: {e}"))
+                continue
             whole = len(sections) == 1 and sections[0].level == 0
             for pos, (header, level, text) in enumerate(sections):
                 cols["segment_id"].append(segment_id(item.doc_id, header, text))

@@ -123,15 +123,20 @@ def _home_url(meta, name: str) -> str:
 
 def iter_packages(src: SourceConfig) -> Iterator[Item]:
     """The long descriptions (READMEs) of the installed distributions, by normalised name."""
-    dists: dict[str, importlib.metadata.Distribution] = {}
+    dists: dict[str, object] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
+        try:
+            meta = dist.metadata
+            name = meta["Name"] if meta is not None else None
+        except Exception:  # a half-uninstalled package without readable metadata is not a document
+            yield Skip(src.label, "no_metadata")
+            continue
         if name:
-            dists.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist)  # first on sys.path wins, as for import
+            dists.setdefault(re.sub(r"[-_.]+", "-", name).lower(), meta)  # first on sys.path wins, as for import
     if not dists:
         raise InputError("importlib.metadata", "no installed distributions found")
     for key in sorted(dists):
-        meta = dists[key].metadata
+        meta = dists[key]
         name = meta["Name"]
         url = _home_url(meta, name)
         text = _description(meta)

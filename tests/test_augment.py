@@ -18,7 +18,7 @@ from humpback.augment import (
     run_augment,
 )
 from humpback.engines.base import Engine
-from humpback.errors import ConfigError, InputError
+from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.prompts import PromptsConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +78,10 @@ def test_clean_instruction(raw, clean):
         ("Here is the request: how do I bake bread?", "meta_instruction"),
         ("Response: Sourdough needs a lively starter and patience", "meta_instruction"),
         ("Summarize the above text about sourdough baking.", "meta_instruction"),
+        ("Here's the request with the user's request:\n\nWhat's the user's request?", "meta_instruction"),
+        ("The user requested a recipe for bread. The response gives one.", "meta_instruction"),
+        ("To bake sourdough, you can use a Dutch oven and a hot stone.", "assistant_voice"),
+        ("Baking needs patience. Here's how to start a sourdough starter.", "assistant_voice"),
         ("I'm ready to help with your request. What can I assist you with?", "assistant_voice"),
         ("Please share the text you would like me to turn into a request.", "assistant_voice"),
         ("Sure! Tell me more about sourdough baking.", "assistant_voice"),
@@ -197,6 +201,15 @@ def test_run_augment_writes_candidates_rejected_and_metrics(tmp_path):
     assert m["rejected_by_reason"]["meta_instruction"] == 2 and m["rejected_by_reason"]["too_long"] == 0
     assert m["mean_instruction_chars"] > 0
     assert not list((tmp_path / "out").glob(".generated*"))  # the transient table and parts are gone
+
+
+def test_all_rejected_is_a_clear_error_after_writing_the_rejects(tmp_path):
+    seg = tmp_path / "segments.parquet"
+    pl.DataFrame({"segment_id": ["a", "b"], "text": ["META one two three", "META four five six"]}).write_parquet(seg)
+    with pytest.raises(EmptyResultError, match=r"every one of the 2 generated instructions was rejected \(meta_instruction 2\)"):
+        _run(tmp_path, seg, FakeBackward(), AugmentConfig())
+    assert pl.read_parquet(tmp_path / "out" / "rejected.parquet").height == 2
+    assert json.loads((tmp_path / "out" / "augment.json").read_text())["kept"] == 0
 
 
 def test_max_segments_is_a_seeded_sample_in_file_order(tmp_path):

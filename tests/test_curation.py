@@ -244,14 +244,14 @@ def test_score_and_select_stages_end_to_end(tmp_path, monkeypatch, capsys):
     assert pl.read_parquet("data/scores/it1.parquet").height == 12
     assert json.loads(Path("metrics/scores/it1.json").read_text())["model"] == "models/m0"
 
-    _load_stage("select").main(["--iteration", "it1"])
+    _load_stage("select_pairs").main(["--iteration", "it1"])
     curated = pl.read_parquet("data/curated/it1.parquet")
     assert curated["segment_id"].to_list() == ["s000", "s005", "s008"]
     assert json.loads(Path("metrics/curation/it1.json").read_text())["kept"] == 3
 
     Path("params.yaml").write_text("select:\n  threshold: 6\n")
     with pytest.raises(SystemExit) as e:
-        _load_stage("select").main(["--iteration", "it1"])
+        _load_stage("select_pairs").main(["--iteration", "it1"])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "threshold 6 keeps no pair out of 12 (scores seen range 1..5)" in err

@@ -19,7 +19,7 @@ import polars as pl
 
 from humpback.chunks import process_in_chunks
 from humpback.engines.base import Engine, Sampling
-from humpback.errors import ConfigError, InputError
+from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.io import read_table, write_json, write_parquet
 from humpback.prompts import PromptsConfig, backward_messages
 
@@ -40,14 +40,15 @@ META_PATTERNS = [
     r"\b(?:instruction|request)s?\b",
     r"\b(?:write|generate|create|produce|come up with|formulate)\s+(?:a|an|one|the)\s+"
     r"(?:possible\s+|suitable\s+|user\s+)?(?:question|prompt|query)\b",
-    r"\bwhat (?:is|was|would be|could be|might be) (?:the|a|an|this|that) (?:user'?s? )?"
+    r"\bwhat(?:'s|’s|\s+is|\s+was|\s+would be|\s+could be|\s+might be) (?:the|a|an|this|that) (?:user'?s? )?"
     r"(?:instruction|request|prompt|question|query)\b",
-    r"\bhere (?:is|are|'s) (?:the|a|an|my|your|one|some) (?:possible |user'?s? |suitable )?"
+    r"\bhere(?:\s+is|\s+are|'s|’s) (?:the|a|an|my|your|one|some) (?:possible |user'?s? |suitable )?"
     r"(?:instruction|request|prompt|question|query)s?\b",
     r"(?:^|\n)\s*(?:\*\*)?(?:response|answer|output|assistant|text)(?:\*\*)?\s*:",
     r"\b(?:the|this|that) (?:above|following|given|provided) (?:text|response|answer|passage|paragraph|article)\b",
     r"\b(?:the|this) (?:response|answer) (?:above|below)\b",
-    r"\bthe user(?:'s)? (?:request|instruction|prompt|question) (?:is|was|would be)\b",
+    r"\buser(?:'s|’s|s')? (?:request|instruction|prompt)\b",
+    r"\bthe user (?:requested|asked|asks|wants|wanted|is asking|would like|needs)\b",
 ]
 
 # The reply of an assistant rather than a user's request: small untuned models greet, offer help
@@ -60,6 +61,8 @@ ASSISTANT_VOICE_PATTERNS = [
     r"\b(?:request|instruction|question|text|prompt|response)\b",
     r"^(?:sure|certainly|of course|okay|ok)\b[,!.]",
     r"\bas an ai\b",
+    r"\bhere(?:'s|’s| is) how\b",
+    r"^(?:to|in order to) [^.?!\n]{1,80}, you (?:can|should|need|must|will)\b",
 ]
 
 
@@ -75,7 +78,7 @@ class FilterConfig:
     max_repeated_ngram_share: float = 0.3
     # "echo": the instruction's word 3-grams found in the segment at or above this share, or the
     # whole instruction (>= 4 words) appears verbatim in the segment.
-    max_echo_overlap: float = 0.8
+    max_echo_overlap: float = 0.6
     meta_patterns: list[str] = field(default_factory=lambda: list(META_PATTERNS))  # "meta_instruction"
     assistant_voice_patterns: list[str] = field(default_factory=lambda: list(ASSISTANT_VOICE_PATTERNS))
 
@@ -302,4 +305,10 @@ def run_augment(
     raw_path.unlink(missing_ok=True)
     metrics = augment_metrics(generated, kept, rejected, time.perf_counter() - start)
     write_json(metrics, metrics_path)
+    if kept.height == 0:
+        reasons = ", ".join(f"{r} {n}" for r, n in metrics["rejected_by_reason"].items() if n)
+        raise EmptyResultError(
+            f"{segments_path}: every one of the {generated.height} generated instructions was rejected "
+            f"({reasons}); see {rejected_path} and check the backward model"
+        )
     return metrics

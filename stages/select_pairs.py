@@ -1,5 +1,8 @@
 """Stage select@<iteration>: keep the candidate pairs scored at or above select.threshold.
 
+(Named select_pairs.py: a script called select.py would shadow the stdlib `select` module for
+every script run from stages/.)
+
 Reads data/scores/<iteration>.parquet; writes data/curated/<iteration>.parquet (instruction,
 output, segment_id, score) and metrics/curation/<iteration>.json.
 """

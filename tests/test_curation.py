@@ -8,8 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from humpback.augment import GenerationConfig
-from humpback.curation.config import ScoreConfig, SelectConfig
+from humpback.curation.config import JudgeSampling, ScoreConfig, SelectConfig
 from humpback.curation.scoring import expected_score, histogram, run_score, score_bin
 from humpback.curation.selection import run_select, select
 from humpback.engines.base import Engine
@@ -150,6 +149,21 @@ def test_score_resume_after_crash_gives_identical_output(tmp_path):
     assert df.equals(ref)
 
 
+def test_parts_scored_by_another_model_are_discarded(tmp_path):
+    cand = _candidates(tmp_path, QUALITIES)
+    model = tmp_path / "m0"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"old")
+    cfg = ScoreConfig(mode="logprob", chunk_size=3)
+    kw = dict(scores_path=tmp_path / "s.parquet", metrics_path=tmp_path / "s.json", model_dir=model)
+    with pytest.raises(RuntimeError):
+        run_score(cand, FakeJudge(fail_after=2), cfg, PromptsConfig(), **kw)
+    (model / "weights.bin").write_bytes(b"retrained")
+    engine = FakeJudge()
+    run_score(cand, engine, cfg, PromptsConfig(), **kw)
+    assert engine.calls == 4  # every chunk again
+
+
 def test_score_rejects_candidates_without_columns(tmp_path):
     p = tmp_path / "c.parquet"
     pl.DataFrame({"segment_id": ["a"], "instruction": ["x"]}).write_parquet(p)
@@ -263,4 +277,4 @@ def test_params_yaml_sections_load():
 
     assert isinstance(load_section("score", REPO / "params.yaml"), ScoreConfig)
     assert isinstance(load_section("select", REPO / "params.yaml"), SelectConfig)
-    assert isinstance(load_section("score", REPO / "params.yaml").sampling, GenerationConfig)
+    assert isinstance(load_section("score", REPO / "params.yaml").sampling, JudgeSampling)

@@ -7,7 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from humpback.augment import GenerationConfig
+from humpback.engines.base import Sampling
+
+
+@dataclass
+class JudgeSampling:
+    # Kept apart from augment's sampling settings so that the score stages do not depend on
+    # src/humpback/augment.py (a filter edit must not re-run the expensive scoring).
+    temperature: float = 0.7  # the paper's nucleus sampling
+    top_p: float = 0.9
+    max_new_tokens: int = 256  # a brief reasoning, then the score line
+
+    def sampling(self, seed: int) -> Sampling:
+        return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
 
 
 @dataclass
@@ -18,7 +30,7 @@ class ScoreConfig:
     #           is the expected value sum_k k * p(k) over the renormalised probabilities of "1".."5".
     mode: Literal["generate", "logprob"] = "logprob"
     # Judge sampling in generate mode (the paper's nucleus settings; reasoning plus the score line).
-    sampling: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=256))
+    sampling: JudgeSampling = field(default_factory=JudgeSampling)
     chunk_size: int = 64  # pairs per resumable part
     seed: int = 0  # chunk i samples with seed + i
 

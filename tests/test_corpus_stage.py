@@ -118,6 +118,19 @@ def test_synthetic_corpus_has_the_junk_the_filters_remove(tmp_path):
     assert m["segments_kept"] > 0.4 * counts["sections"]
 
 
+def test_synthetic_html_site_goes_through_the_html_source(tmp_path):
+    counts = make_corpus(tmp_path / "site", 120, seed=4, fmt="html")
+    pages = sorted((tmp_path / "site").rglob("*.html"))
+    assert len(pages) == 120 and pages[0].relative_to(tmp_path / "site").as_posix() == "0000/doc-0000000.html"
+    cfg = CorpusConfig(sources=[SourceConfig(kind="html", path=str(tmp_path / "site"))])
+    m = prepare_corpus(cfg, tmp_path / "s.parquet", tmp_path / "r.parquet")
+    assert m["segments_in"] == counts["sections"] + counts["docs"]
+    kept = pl.read_parquet(tmp_path / "s.parquet")
+    assert kept.height > 0 and kept["url"].str.starts_with("https://example.org/").all()
+    assert not kept["text"].str.contains("Copyright 2024|Home|dataLayer").any()  # footer, nav, script dropped
+    assert m["rejected"]["exact_duplicate"] > 0 and m["rejected"]["near_duplicate"] > 0
+
+
 def _run_stage(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     # exactly the dvc.yaml command, run from the project root of a scratch copy
     return subprocess.run([sys.executable, str(ROOT / "stages" / "corpus.py"), *args], cwd=cwd,

@@ -8,8 +8,12 @@ near copies of earlier sections. Deterministic for a given seed.
 
 from __future__ import annotations
 
+import contextlib
+import html
 import json
+import re
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +36,7 @@ paint wall floor room window door roof wood metal glass paper stone color shape 
 careful simple important common different large small long short early late high low strong quick
 """
 
+_MD_LINK = re.compile(r"\[([^\]]*)\]\(([^)]*)\)")
 _JUNK_HEADERS = ["Quick Links", "Newsletter", "Subscribe to our newsletter", "Advertisement", "Table of Contents",
                  "Follow Us", "Related Posts", "Cookie Policy", "Share This", "Contact Us"]
 
@@ -96,20 +101,51 @@ class _Gen:
         return self.header(), self.sentence()  # a stub
 
 
-def make_corpus(path: str | Path, n_docs: int, *, sections_per_doc: int = 5, seed: int = 0,
-                junk_share: float = 0.15, exact_dup_share: float = 0.05, near_dup_share: float = 0.05) -> dict:
-    """Write `n_docs` JSONL records {id, url, text} to `path`; return counts of what was written.
+def _md_to_html(title: str, sections: list[tuple[str, str]], url: str) -> str:
+    """Render the generator's small Markdown subset as a web page with navigation and a footer."""
+    out = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
+           f"<link rel=\"canonical\" href=\"{url}\"><script>window.dataLayer = [];</script></head><body>",
+           "<nav><ul><li><a href=\"/\">Home</a></li><li><a href=\"/blog\">Blog</a></li></ul></nav>",
+           f"<main><h1>{html.escape(title)}</h1>"]
+    for header, body in sections:
+        out.append(f"<h2>{html.escape(header)}</h2>")
+        for block in body.split("\n\n"):
+            if block.startswith("```"):
+                code = "\n".join(block.split("\n")[1:-1])
+                out.append(f"<pre><code>{html.escape(code)}</code></pre>")
+            elif block.startswith("- "):
+                items = "".join(f"<li>{html.escape(line[2:])}</li>" for line in block.split("\n"))
+                out.append(f"<ul>{items}</ul>")
+            else:
+                for line in block.split("\n"):
+                    m = _MD_LINK.fullmatch(line)
+                    text = f"<a href=\"{m.group(2)}\">{html.escape(m.group(1))}</a>" if m else html.escape(line)
+                    out.append(f"<p>{text}</p>")
+    out.append("</main><footer><p>Copyright 2024 Example Org</p></footer></body></html>")
+    return "\n".join(out)
 
-    Each document has a title line and `sections_per_doc` sections on average (1 to twice that).
+
+def make_corpus(path: str | Path, n_docs: int, *, sections_per_doc: int = 5, seed: int = 0,
+                junk_share: float = 0.15, exact_dup_share: float = 0.05, near_dup_share: float = 0.05,
+                fmt: Literal["jsonl", "html"] = "jsonl") -> dict:
+    """Write `n_docs` documents to `path`; return counts of what was written.
+
+    jsonl: one file of {id, url, text} records with Markdown text (a `table` source).
+    html: a directory of pages, 1,000 per sub-directory (an `html` source).
+    Each document has a title and `sections_per_doc` sections on average (1 to twice that).
     """
     gen = _Gen(seed)
     rng = gen.rng
     pool: list[tuple[str, str]] = []  # earlier good sections, for copies
     counts = {"docs": n_docs, "sections": 0, "junk": 0, "exact_copies": 0, "near_copies": 0}
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    path = Path(path)
+    with contextlib.ExitStack() as stack:
+        if fmt == "jsonl":
+            tmp = stack.enter_context(atomic_path(path))
+            f = stack.enter_context(open(tmp, "w", encoding="utf-8"))
         for d in range(n_docs):
             n_sec = int(rng.integers(1, 2 * sections_per_doc))
-            parts = [f"# {gen.header()}"]
+            title, sections = gen.header(), []
             for _ in range(n_sec):
                 r = rng.random()
                 if r < junk_share:
@@ -131,8 +167,14 @@ def make_corpus(path: str | Path, n_docs: int, *, sections_per_doc: int = 5, see
                         pool.append((header, body))
                     elif rng.random() < 0.1:
                         pool[int(rng.integers(0, len(pool)))] = (header, body)
-                parts.append(f"## {header}\n\n{body}")
+                sections.append((header, body))
                 counts["sections"] += 1
-            rec = {"id": f"doc-{d:07d}", "url": f"https://example.org/{d}", "text": "\n\n".join(parts)}
-            f.write(json.dumps(rec) + "\n")
+            doc_id, url = f"doc-{d:07d}", f"https://example.org/{d}"
+            if fmt == "jsonl":
+                text = "\n\n".join([f"# {title}"] + [f"## {h}\n\n{b}" for h, b in sections])
+                f.write(json.dumps({"id": doc_id, "url": url, "text": text}) + "\n")
+            else:
+                page = path / f"{d // 1000:04d}" / f"{doc_id}.html"
+                page.parent.mkdir(parents=True, exist_ok=True)
+                page.write_text(_md_to_html(title, sections, url), encoding="utf-8")
     return counts

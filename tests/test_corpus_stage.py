@@ -183,3 +183,11 @@ def test_a_document_that_breaks_segmentation_is_rejected_not_fatal(tmp_path, mon
     assert metrics["rejected"]["unparseable"] == 1 and "bad_header" not in metrics["rejected"]
     row = pl.read_parquet(tmp_path / "r.parquet").filter(reason="unparseable").row(0, named=True)
     assert (row["doc_id"], row["detail"]) == ("d4", "ValueError: parser gave up")
+
+
+def test_params_yaml_corpus_section_loads():
+    from humpback.config import load_section
+
+    cfg = load_section("corpus", ROOT / "params.yaml")
+    assert isinstance(cfg, CorpusConfig) and [s.kind for s in cfg.sources] == ["packages"]
+    assert 0 < cfg.min_chars < cfg.max_chars and "newsletter" in cfg.bad_headers

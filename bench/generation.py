@@ -55,11 +55,12 @@ def _timed(fn) -> tuple[float, list[str]]:
 
 
 def run(base: str | None = None, n_prompts: int = 32, new_tokens: int = 64, batch: int = 16,
-        attention: tuple[str, ...] = ("sdpa", "eager"), dtype: str = "auto") -> dict:
+        attention: tuple[str, ...] = ("sdpa", "eager"), dtype: str = "auto", threads: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if base is None or not Path(base).exists():
             base = str(prepare_base(BaseModelConfig(), Path(tmp) / "base").base)
-        engine = TransformersEngine(base, EngineConfig(backend="transformers", dtype=dtype, batch_size=batch))
+        engine = TransformersEngine(base, EngineConfig(backend="transformers", dtype=dtype, batch_size=batch,
+                                                  cpu_threads=threads))
         reqs = prompts(n_prompts)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=new_tokens, seed=0)
         engine.generate(reqs[:batch], Sampling(temperature=0.0, max_new_tokens=2), desc="warm-up")
@@ -99,8 +100,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--attention", default="sdpa,eager", help="comma-separated attention implementations")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
     a = p.parse_args()
-    run(a.base, a.prompts, a.new_tokens, a.batch, tuple(a.attention.split(",")), a.dtype)
+    run(a.base, a.prompts, a.new_tokens, a.batch, tuple(a.attention.split(",")), a.dtype, a.threads)
 
 
 if __name__ == "__main__":

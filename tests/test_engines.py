@@ -25,7 +25,7 @@ def _requests(n: int = 7):
 def engine(tiny_model_dir):
     import torch
 
-    with load_engine(tiny_model_dir, EngineConfig(backend="transformers", dtype="float32", batch_size=3)) as e:
+    with load_engine(tiny_model_dir, EngineConfig(backend="transformers", cpu_threads=1, dtype="float32", batch_size=3)) as e:
         # With tied embeddings a random model's greedy pick repeats its input token ("\n" after the
         # template), which decodes to nothing; a separate random output layer gives varied text.
         torch.manual_seed(0)
@@ -102,7 +102,7 @@ def test_choice_logprobs_match_a_plain_forward_pass(engine):
 
 
 def test_lora_adapter_dir_loads_and_changes_the_model(tiny_model_dir, tiny_lora_dir):
-    cfg = EngineConfig(backend="transformers", dtype="float32", batch_size=4)
+    cfg = EngineConfig(backend="transformers", cpu_threads=1, dtype="float32", batch_size=4)
     reqs = _requests(2)
     with load_engine(tiny_lora_dir, cfg) as lora:
         assert lora.ref.adapter == str(tiny_lora_dir)
@@ -127,7 +127,7 @@ def test_long_prompt_loses_the_middle_of_the_user_message(engine):
 
 
 def test_engine_respects_max_input_tokens(tiny_model_dir, monkeypatch):
-    cfg = EngineConfig(backend="transformers", dtype="float32", max_input_tokens=64)
+    cfg = EngineConfig(backend="transformers", cpu_threads=1, dtype="float32", max_input_tokens=64)
     with load_engine(tiny_model_dir, cfg) as e:
         lengths = []
         real = e.model.generate

@@ -58,6 +58,8 @@ class TransformersEngine(Engine):
         self.ref = resolve(model_dir)
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
+        if cfg.cpu_threads > 0 and self.device == "cpu":
+            torch.set_num_threads(cfg.cpu_threads)  # process-wide
         self.tok = load_tokenizer(self.ref)
         self.tok.padding_side = "left"
         # A LoRA adapter is merged into the base weights: inference then costs what the base costs.

@@ -187,7 +187,7 @@ def test_embedded_model_answers_sensibly(tmp_path):
     from humpback.models import BaseModelConfig, prepare_base
 
     prepare_base(BaseModelConfig(), tmp_path / "base")
-    with load_engine(tmp_path / "base", EngineConfig(backend="transformers")) as e:
+    with load_engine(tmp_path / "base", EngineConfig(backend="transformers", cpu_threads=1)) as e:
         (answer,) = e.generate([chat("What is the capital of France?")], Sampling(temperature=0.0, max_new_tokens=24))
         (scores,) = e.choice_logprobs([chat("Reply with one digit from 1 to 5.")], DIGITS)
     assert "paris" in answer.lower()

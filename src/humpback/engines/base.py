@@ -47,7 +47,9 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
-        """One completion per request (the assistant's reply text), in request order."""
+        """One completion per request (the assistant's reply text), in request order.
+
+        A backend that fails part-way raises EngineError whose `partial` keeps what finished."""
 
     @abc.abstractmethod
     def choice_logprobs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -178,6 +179,9 @@ def test_missing_optional_backends_are_config_errors(tiny_model_dir):
     if not engines.vllm_available():
         with pytest.raises(ConfigError, match="vllm is not installed"):
             load_engine(tiny_model_dir, EngineConfig(backend="vllm"))
+    if importlib.util.find_spec("ray") is None:
+        with pytest.raises(ConfigError, match="ray"):
+            load_engine(tiny_model_dir, EngineConfig(backend="ray"))
     with pytest.raises(ConfigError, match="base_url"):
         load_engine(tiny_model_dir, EngineConfig(backend="openai"))
 

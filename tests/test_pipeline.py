@@ -1,0 +1,100 @@
+"""The whole DAG under `dvc repro` on the tiny preset, and DVC's caching contract.
+
+One workspace (a copy of the tracked project with the tiny preset applied) is reproduced once per
+test session; the tests then change one input at a time and check which stages ran.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_STAGES = {
+    "base_model", "seed", "corpus", "train_backward", "train_m0", "augment",
+    *(f"{s}@{it}" for s in ("score", "select", "train") for it in ("it1", "it2")),
+    *(f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")),
+    "report",
+}
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    return out
+
+
+def repro(ws: Path, *targets: str) -> set[str]:
+    """Run `dvc repro [targets]` and return the stages that actually ran."""
+    return set(re.findall(r"Running stage '([^']+)'", _run(["dvc", "repro", *targets], ws)))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("pipeline")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for rel in filter(None, files.stdout.split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, ws / rel)
+    _run(["git", "init", "-q"], ws)
+    _run([sys.executable, "-m", "humpback.cli", "preset", "configs/tiny.yaml"], ws)
+    ran = repro(ws)
+    assert ran == ALL_STAGES
+    return ws
+
+
+def test_full_dag_produces_every_artifact(workspace):
+    ws = workspace
+    for model in ("base", "backward", "m0", "it1", "it2"):
+        assert (ws / "models" / model).is_dir()
+    assert pl.read_parquet(ws / "data/augmented/candidates.parquet").height > 0
+    for it in ("it1", "it2"):
+        curation = json.loads((ws / f"metrics/curation/{it}.json").read_text())
+        assert curation["kept"] > 0
+    for model in ("base", "m0", "it1", "it2"):
+        metrics = json.loads((ws / f"metrics/eval/{model}.json").read_text())
+        for key in ("win_rate", "standard_error", "discrete_win_rate", "n_wins", "n_draws", "n_losses", "lc_win_rate"):
+            assert key in metrics
+    assert (ws / "metrics/report/report.png").stat().st_size > 10_000
+    # the LoRA models are adapters over models/base, not copies of it
+    assert (ws / "models/it2/adapter_config.json").is_file()
+    assert not list((ws / "models/it2").glob("optimizer*"))
+    assert repro(ws) == set()  # a second run is a no-op
+
+
+def test_threshold_change_reuses_m0_scores(workspace):
+    ws = workspace
+    scores = pl.read_parquet(ws / "data/scores/it1.parquet")["score"].drop_nulls()
+    # a threshold between the scores, so the kept set really changes and the change propagates
+    threshold = float(scores.quantile(0.75, interpolation="lower"))
+    if threshold <= scores.min():
+        threshold = float(scores.sort()[-1])
+    params = ws / "params.yaml"
+    params.write_text(re.sub(r"(?m)^(  threshold:) [0-9.]+", rf"\1 {threshold}", params.read_text(), count=1))
+    ran = repro(ws, "train@it2")  # the training chain; the eval stages follow the same rules
+    assert "score@it1" not in ran  # M0's scores come from the cache
+    assert ran == {"select@it1", "train@it1", "score@it2", "select@it2", "train@it2"}
+    assert repro(ws, "judge@m0", "judge@it1") == {"generate@it1", "judge@it1"}
+
+
+def test_seed_change_reruns_its_dependents(workspace):
+    ws = workspace
+    seed = ws / "data/seed/seed.jsonl"
+    extra = {"id": "extra-1", "category": "explanation", "instruction": "Why is the sky blue?",
+             "output": "Sunlight scatters off air molecules, and blue light scatters the most."}
+    seed.write_text(seed.read_text() + json.dumps(extra) + "\n")
+    ran = repro(ws, "train@it1")
+    assert {"seed", "train_backward", "train_m0", "augment", "score@it1", "train@it1"} <= ran
+    assert not ran & {"base_model", "corpus"}
+    # what was not reproduced yet is stale: the seed parquet it trains on changed
+    assert "train@it2" in json.loads(_run(["dvc", "status", "--json", "train@it2"], ws))

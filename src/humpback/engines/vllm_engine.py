@@ -62,7 +62,8 @@ class LocalVLLM(Engine):
         self.llm = LLM(**kwargs)
         # The adapter directory's tokenizer carries the chat template the adapter was trained with.
         self.tok = load_tokenizer(self.ref)
-        self.max_len = int(self.llm.llm_engine.model_config.max_model_len)
+        model_config = getattr(self.llm, "model_config", None) or self.llm.llm_engine.model_config
+        self.max_len = int(model_config.max_model_len)
 
     def _budget(self, reply_tokens: int) -> int:
         room = self.max_len - reply_tokens

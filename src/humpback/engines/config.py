@@ -48,9 +48,9 @@ class EngineConfig:
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on CPUs with bf16 units and on GPUs
     device: str = "auto"  # transformers: auto (cuda if present) | cpu | cuda | cuda:1
     batch_size: int = 16  # transformers: prompts per forward batch
-    # transformers on CPU: torch threads for this process; 0 = torch's default (one per core).
-    # On a machine shared with other jobs, 1 thread avoids OpenMP threads waiting on each other
-    # (measured: 172 vs 18 tokens/s at batch 16 with the two cores busy elsewhere).
+    # transformers on CPU: torch threads for this process; 0 = auto, half the cores (at least 1).
+    # OpenMP threads that wait on each other collapse when other jobs share the cores: on the
+    # 2-core dev box with other work running, 1 thread gave 205 tokens/s and 2 threads 8.
     cpu_threads: int = 0
     # Longest prompt in tokens, chat template included; 0 = the model's context minus the reply.
     # An over-long prompt loses the middle of its last user message (the task text at its start and

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def cpu_has_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def cpu_threads(configured: int) -> int:
+    return configured if configured > 0 else max(1, (os.cpu_count() or 2) // 2)
+
+
 def pick_dtype(name: str, device: str) -> str:
     import torch
 
@@ -58,8 +63,8 @@ class TransformersEngine(Engine):
         self.ref = resolve(model_dir)
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
-        if cfg.cpu_threads > 0 and self.device == "cpu":
-            torch.set_num_threads(cfg.cpu_threads)  # process-wide
+        if self.device == "cpu":
+            torch.set_num_threads(cpu_threads(cfg.cpu_threads))  # process-wide
         self.tok = load_tokenizer(self.ref)
         self.tok.padding_side = "left"
         # A LoRA adapter is merged into the base weights: inference then costs what the base costs.

@@ -145,3 +145,20 @@ def test_stage_empty_seed_is_a_one_line_error(base, tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit):
         runpy.run_path(str(ROOT / "stages/train.py"), run_name="__main__")
     assert "--curated is required for --kind forward" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lora_on_the_embedded_model_learns_and_reloads(tmp_path):
+    base = tmp_path / "base"
+    prepare_base(BaseModelConfig(source="embedded"), base)
+    cfg = dataclasses.replace(FAST, max_steps=3, learning_rate=1e-3, bf16="auto", max_seq_len=128)
+    m = train_model(build_examples("m0", PromptsConfig(), PAIRS), base, tmp_path / "m0", cfg)
+    assert m["steps"] == 3 and 0 < m["train_loss_last"] < 20
+    ref = resolve(tmp_path / "m0")
+    tok = load_tokenizer(ref)
+    ids = tok.apply_chat_template([{"role": "user", "content": "Tell me fact number 3 about rivers."}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        tuned = load_model(ref, dtype="float32")(ids).logits
+        plain = load_model(resolve(base), dtype="float32")(ids).logits
+    assert (tuned - plain).abs().max() > 1e-3

@@ -68,8 +68,18 @@ def open_text(path: str | Path):
     """Open a text file, transparently gunzipping `.gz`."""
     path = Path(path)
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")  # -sig: a byte-order mark left by an editor is not part of the data
+
+
+def has_lone_surrogate(obj: Any) -> bool:
+    """True when a decoded JSON value holds a lone surrogate ("\\ud800"): valid JSON, but not text
+    that can be written as UTF-8 (Parquet, hashing), so it would crash a later step."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -86,8 +96,13 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", f"line {lineno}") from None
+                except RecursionError:
+                    raise InputError(path, "malformed JSON (nested too deeply)", f"line {lineno}") from None
                 if not isinstance(obj, dict):
                     raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", f"line {lineno}")
+                if "\\ud" in line.lower() and has_lone_surrogate(obj):
+                    raise InputError(path, "a string holds an unpaired UTF-16 surrogate escape (not valid text)",
+                                     f"line {lineno}")
                 yield lineno, obj
     except UnicodeDecodeError as e:
         raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from humpback.errors import InputError
-from humpback.io import read_table
+from humpback.io import has_lone_surrogate, read_table
 
 PROMPT_COLUMNS = ["prompt_id", "category", "instruction"]
 
@@ -25,11 +25,13 @@ def read_alpaca_json(path: str | Path) -> pl.DataFrame:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from None
     except UnicodeDecodeError as e:
         raise InputError(path, f"not valid UTF-8 ({e.reason})") from None
+    except RecursionError:
+        raise InputError(path, "malformed JSON (nested too deeply)") from None
     if not isinstance(data, list):
         raise InputError(path, f"expected a JSON list of {{instruction, output, ...}}, got {type(data).__name__}")
     if not data:
@@ -40,6 +42,8 @@ def read_alpaca_json(path: str | Path) -> pl.DataFrame:
         for key in ("instruction", "output"):
             if key in rec and not isinstance(rec[key], str):
                 raise InputError(path, f"'{key}' must be a string, got {type(rec[key]).__name__}", i)
+        if has_lone_surrogate(rec):
+            raise InputError(path, "a string holds an unpaired UTF-16 surrogate escape (not valid text)", i)
     rows = [{k: (v if isinstance(v, str) or v is None else json.dumps(v)) for k, v in rec.items()} for rec in data]
     return pl.DataFrame(rows, infer_schema_length=None)
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from humpback.corpus.config import SourceConfig
 from humpback.corpus.decode import UndecodableError, decode_html
 from humpback.errors import InputError
+from humpback.io import has_lone_surrogate
 
 Format = Literal["markdown", "rst", "html", "plain"]
 
@@ -250,13 +251,20 @@ def _iter_jsonl(src: SourceConfig, f: Path) -> Iterator[Item]:
                 n_records += 1
                 fallback_id = f"{f.name}:{lineno}"
                 try:
-                    obj = json.loads(raw.decode("utf-8"))
+                    obj = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))  # a leading BOM is no data
                 except UnicodeDecodeError as e:
                     yield DocReject(src.label, fallback_id, "", "undecodable",
                                     f"line {lineno}: not valid UTF-8 ({e.reason} at byte {e.start})")
                     continue
                 except json.JSONDecodeError as e:
                     yield DocReject(src.label, fallback_id, "", "malformed_json", f"line {lineno}: {e.msg} at column {e.colno}")
+                    continue
+                except RecursionError:
+                    yield DocReject(src.label, fallback_id, "", "malformed_json", f"line {lineno}: nested too deeply")
+                    continue
+                if b"\\ud" in raw.lower() and has_lone_surrogate(obj):
+                    yield DocReject(src.label, fallback_id, "", "undecodable",
+                                    f"line {lineno}: an unpaired UTF-16 surrogate escape (not valid text)")
                     continue
                 if not isinstance(obj, dict):
                     yield DocReject(src.label, fallback_id, "", "malformed_json",

@@ -59,6 +59,13 @@ class IterationsConfig(dict):
         for name, it in out.items():
             if it.prev not in known or it.prev == name:
                 raise ConfigError(f"{where}.{name}.prev: '{it.prev}' is not m0 or another iteration")
+        for name in out:  # every chain must lead back to m0: a loop would be a cycle in the DAG
+            seen, cur = [name], out[name].prev
+            while cur != "m0":
+                if cur in seen:
+                    raise ConfigError(f"{where}.{name}.prev: the chain {' -> '.join([*seen, cur])} never reaches m0")
+                seen.append(cur)
+                cur = out[cur].prev
         return out
 
 
@@ -136,6 +143,14 @@ def convert(value: Any, tp: Any, where: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {where}")
 
 
+def _yaml_problem(e: Exception) -> str:
+    """ruamel's multi-line message as one line: the problem and where it is."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(e).split())
+
+
 def read_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Parse the YAML file and check that every top-level key is a known section."""
     path = Path(path)
@@ -144,7 +159,9 @@ def read_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     try:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
     except (YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -225,8 +225,12 @@ def iter_warc(src: SourceConfig) -> Iterator[Item]:
                         yield DocReject(src.label, doc_id, uri, "undecodable", f"record {n}: {e}")
                         continue
                     yield Document(src.label, doc_id, uri, "html", text, src.headerless_ok)
-            except (ArchiveLoadFailed, OSError, EOFError, zlib.error, ValueError) as e:
-                raise InputError(f, f"cannot read WARC ({type(e).__name__}: {e})", f"{n + 1}") from None
+            # warcio trips over malformed headers with plain Python errors (a record without a
+            # WARC-Target-URI gives an AttributeError): all of them mean this archive is broken here
+            except (ArchiveLoadFailed, OSError, EOFError, zlib.error, ValueError, AttributeError, TypeError,
+                    IndexError, KeyError) as e:
+                detail = " ".join(str(e).split())[:200]  # warcio quotes raw header lines, newlines included
+                raise InputError(f, f"cannot read WARC ({type(e).__name__}: {detail})", f"{n + 1}") from None
         if not any_record:
             raise InputError(f, "no WARC records")
 

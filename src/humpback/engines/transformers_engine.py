@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.prompting import choice_plan, encode, logsumexp
+from humpback.hardware import cpu_has_bf16, cpu_threads
 from humpback.models import load_model, load_tokenizer, resolve
 
 log = logging.getLogger(__name__)
@@ -28,19 +28,6 @@ def pick_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
-
-
-def cpu_has_bf16() -> bool:
-    """AMX or AVX512-BF16 make bf16 matmuls fast; elsewhere bf16 on CPU is emulated and slow."""
-    import torch
-
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
-
-
-def cpu_threads(configured: int) -> int:
-    return configured if configured > 0 else max(1, (os.cpu_count() or 2) // 2)
 
 
 def pick_dtype(name: str, device: str) -> str:

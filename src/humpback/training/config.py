@@ -43,3 +43,4 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     logging_steps: int = 5
     seed: int = 0
+    cpu_threads: int = 0  # torch threads on CPU; 0 = half the cores (see humpback.hardware)

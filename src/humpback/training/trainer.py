@@ -8,7 +8,6 @@ model lands in `out`: trainer scratch goes to a temporary directory, and the mod
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from humpback.errors import ConfigError
+from humpback.hardware import cpu_has_bf16, set_cpu_threads
 from humpback.io import write_json
 from humpback.models import META, load_tokenizer, resolve
 from humpback.training.config import TrainConfig
@@ -37,16 +37,6 @@ DROPOUT_KEYS = (
 )
 # files a save may leave beside the weights that are not part of the model
 NOT_MODEL_FILES = ("training_args.bin", "README.md")
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """AMX or AVX512-BF16: bf16 autocast is then several times faster than fp32 on CPU."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def use_bf16(setting: bool | str) -> bool:
@@ -125,6 +115,7 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
     if not 0 < cfg.final_lr_ratio <= 1:
         raise ConfigError(f"train.final_lr_ratio: {cfg.final_lr_ratio} must be in (0, 1] (a share of the peak lr)")
     set_seed(cfg.seed)  # before the LoRA weights are drawn
+    set_cpu_threads(cfg.cpu_threads)
     ref = resolve(base_dir)
     if ref.adapter:
         raise ConfigError(f"{base_dir}: the base to fine-tune is itself an adapter; train from the base model")

@@ -100,7 +100,7 @@ CHUNK_SCRIPT = textwrap.dedent("""
     def slow(chunk, i):
         time.sleep(float(sys.argv[2]))
         with open(sys.argv[3], "a") as log:
-            log.write(f"{i}\n")
+            log.write(f"{i}\\n")
         return chunk.with_columns((pl.col("x") * 2).alias("y"), pl.lit(i).alias("chunk"))
 
     df = pl.DataFrame({"x": list(range(40))})

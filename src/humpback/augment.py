@@ -300,7 +300,8 @@ def run_augment(
     raw_path = Path(candidates_path).with_name(".generated.parquet")
     generated = generate_instructions(segments, engine, cfg, prompts, raw_path, model_dir=model_dir)
     kept, rejected = filter_candidates(generated, cfg.filter)
-    write_parquet(kept, candidates_path)
+    if kept.height:  # an empty candidates file would replace a previous good one just before the error
+        write_parquet(kept, candidates_path)
     write_parquet(rejected, rejected_path)
     raw_path.unlink(missing_ok=True)
     metrics = augment_metrics(generated, kept, rejected, time.perf_counter() - start)

@@ -251,3 +251,33 @@ def test_unknown_section_stops_every_stage(tmp_path, stage, args):
     line = assert_clean_failure(proc, "params.yaml", "unknown section(s) bogus_section")
     assert snapshot(tmp_path) == {}
     ledger.fault("stage params", f"unknown section ({stage})", f"exit 2, {line}")
+
+
+def test_augment_that_rejects_everything_keeps_the_previous_candidates(tmp_path):
+    """The backward model wrote only degenerate instructions: the error names the reasons, the rejects
+    are written for diagnosis, and the candidates of the previous run are not replaced by an empty file."""
+    from humpback.augment import AugmentConfig, run_augment
+    from humpback.engines.base import Engine
+    from humpback.errors import EmptyResultError
+    from humpback.prompts import PromptsConfig
+
+    class Echo(Engine):
+        def generate(self, requests, sampling, *, desc="generate"):
+            return ["Write an instruction for this text."] * len(requests)
+
+        def choice_logprobs(self, requests, choices, *, assistant_prefix="", desc="score"):
+            raise NotImplementedError
+
+    seg = tmp_path / "segments.parquet"
+    pl.DataFrame({"segment_id": ["a", "b"], "text": [DOC, DOC + " More."]}).write_parquet(seg)
+    cand = tmp_path / "candidates.parquet"
+    pl.DataFrame({"segment_id": ["old"], "instruction": ["i"], "output": ["o"]}).write_parquet(cand)
+    before = cand.read_bytes()
+    with pytest.raises(EmptyResultError, match="meta_instruction 2") as info:
+        run_augment(seg, Echo(), AugmentConfig(), PromptsConfig(), candidates_path=cand,
+                    rejected_path=tmp_path / "rejected.parquet", metrics_path=tmp_path / "augment.json")
+    assert cand.read_bytes() == before
+    assert pl.read_parquet(tmp_path / "rejected.parquet").height == 2
+    ledger.fault("stage augment/score", "every generated instruction degenerate",
+                 f"{type(info.value).__name__}: {str(info.value).split(':', 1)[1].strip()[:120]}; previous candidates kept")
+    ledger.intact("augment: previous candidates after an all-rejected run")

@@ -122,3 +122,12 @@ def test_shipped_params_and_presets_validate(tmp_path):
         p = tmp_path / "params.yaml"
         shutil.copy(root / "params.yaml", p)
         apply_preset(preset, p)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_rejected(value):
+    from ruamel.yaml import YAML
+
+    raw = YAML(typ="safe").load(f"rate: {value}")
+    with pytest.raises(ConfigError, match="sec.rate: expected a finite number"):
+        convert(raw, Section, "sec")

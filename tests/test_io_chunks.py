@@ -92,3 +92,16 @@ def test_chunks_discard_parts_of_other_inputs(tmp_path):
     pl.DataFrame({"x": [99], "y": [0], "chunk": [0]}).write_parquet(parts / "part-00000.parquet")
     res = process_in_chunks(pl.DataFrame({"x": [1, 2]}), out, _double, chunk_size=5)
     assert res["y"].to_list() == [2, 4]
+
+
+def test_atomic_path_removes_temp_files_of_a_killed_run(tmp_path):
+    out = tmp_path / "out.parquet"
+    (tmp_path / ".out.parquet.abc123.tmp").write_text("half")  # SIGKILL leaves these behind
+    (tmp_path / ".other.parquet.abc123.tmp").write_text("not ours")
+    write_json({"v": 2}, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.parquet.abc123.tmp", "out.parquet"]
+
+
+def test_input_errors_are_one_line(tmp_path):
+    err = InputError(tmp_path / "x.warc", "bad header\n  line two\n", 3)
+    assert "\n" not in str(err) and str(err).endswith("x.warc, record 3: bad header line two")

@@ -17,7 +17,8 @@ class InputError(HumpbackError):
     def __init__(self, path, message: str, record: int | str | None = None):
         self.path, self.record = str(path), record
         where = f"{path}" + (f", record {record}" if record is not None else "")
-        super().__init__(f"{where}: {message}")
+        # one line, whatever a parser put in its message: stages report errors as a single line
+        super().__init__(f"{where}: {' '.join(str(message).split())}")
 
 
 class EmptyResultError(HumpbackError):

@@ -66,18 +66,19 @@ def measure(n_segments: int, tmp: Path, seed: int = 0) -> dict:
 
 
 def run(sizes: tuple[int, ...] = (50_000, 200_000)) -> dict:
+    """{str(size): measurements, "_summary": growth ratios}."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            results[n] = measure(n, Path(tmp))
-    small, large = results[min(sizes)], results[max(sizes)]
+            results[str(n)] = measure(n, Path(tmp))
+    small, large = results[str(min(sizes))], results[str(max(sizes))]
     results["_summary"] = {
         "segments_ratio": round(large["segments_in"] / small["segments_in"], 2),
         "rss_ratio": round(large["peak_rss_mb"] / small["peak_rss_mb"], 2),
     }
     print(f"{'segments':>9} {'kept':>8} {'wall s':>7} {'cpu s':>7} {'seg/cpu-s':>10} {'peak RSS MB':>12}")
     for n in sizes:
-        r = results[n]
+        r = results[str(n)]
         print(f"{r['segments_in']:>9} {r['segments_kept']:>8} {r['seconds']:>7} {r['cpu_seconds']:>7} "
               f"{r['segments_per_cpu_second']:>10} {r['peak_rss_mb']:>12}")
     print(results["_summary"])

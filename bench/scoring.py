@@ -56,8 +56,8 @@ def _auc(scores: list, good: list) -> float | None:
     from sklearn.metrics import roc_auc_score
 
     pairs = [(s, g) for s, g in zip(scores, good, strict=True) if s is not None]
-    if len({g for _, g in pairs}) < 2:
-        return None
+    if min(sum(g for _, g in pairs), sum(not g for _, g in pairs)) < 3:
+        return None  # too few scored pairs of a kind for the figure to mean anything
     return round(float(roc_auc_score([g for _, g in pairs], [s for s, _ in pairs])), 3)
 
 

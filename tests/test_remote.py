@@ -77,7 +77,10 @@ def origin(tmp_path_factory) -> Path:
     assert ran(sh(ws, "dvc", "repro")) == {"train", "score"}
     sh(ws, "git", "add", "-A")
     sh(ws, "git", "commit", "-q", "-m", "project")
+    sh(ws, "dvc", "push")
+    assert not (remote / "runs").exists()  # a plain push sends the data, not the run-cache ...
     sh(ws, "dvc", "push", "--run-cache")
+    assert any((remote / "runs").iterdir())  # ... which needs --run-cache
     return ws
 
 

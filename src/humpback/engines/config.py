@@ -48,9 +48,9 @@ class EngineConfig:
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on CPUs with bf16 units and on GPUs
     device: str = "auto"  # transformers: auto (cuda if present) | cpu | cuda | cuda:1
     batch_size: int = 16  # transformers: prompts per forward batch
-    # transformers on CPU: torch threads for this process; 0 = auto, half the cores (at least 1).
-    # OpenMP threads that wait on each other collapse when other jobs share the cores: on the
-    # 2-core dev box with other work running, 1 thread gave 205 tokens/s and 2 threads 8.
+    # transformers on CPU: torch threads for this process; 0 = every core. OpenMP threads that
+    # wait on each other collapse when other jobs share the cores (2 busy cores: 1 thread gave
+    # 205 tokens/s, 2 threads 8), so set 1 on a shared machine.
     cpu_threads: int = 0
     # Longest prompt in tokens, chat template included; 0 = the model's context minus the reply.
     # An over-long prompt loses the middle of its last user message (the task text at its start and

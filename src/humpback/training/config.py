@@ -33,7 +33,7 @@ class TrainConfig:
     batch_size: int = 32  # effective batch in examples (paper: 32) ...
     small_data_batch_size: int = 8  # ... but this one when there are fewer than small_data_threshold examples
     small_data_threshold: int = 3000
-    per_device_batch_size: int = 8  # micro-batch; gradient accumulation makes up the effective batch
+    per_device_batch_size: int = 4  # micro-batch; gradient accumulation makes up the effective batch
     epochs: float = 1.0
     max_steps: int = 0  # > 0 overrides epochs
     max_seq_len: int = 384  # longer examples are truncated (the longer side; see training.data)
@@ -43,4 +43,4 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     logging_steps: int = 5
     seed: int = 0
-    cpu_threads: int = 0  # torch threads on CPU; 0 = half the cores (see humpback.hardware)
+    cpu_threads: int = 0  # torch threads on CPU; 0 = every core (see humpback.hardware)

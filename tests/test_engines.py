@@ -196,3 +196,30 @@ def test_embedded_model_answers_sensibly(tmp_path):
         (scores,) = e.choice_logprobs([chat("Reply with one digit from 1 to 5.")], DIGITS)
     assert "paris" in answer.lower()
     assert all(math.isfinite(v) for v in scores.values())
+
+
+def test_shared_prompt_head_is_read_once_with_the_same_scores(engine, monkeypatch):
+    from humpback.engines import transformers_engine as te
+    from humpback.prompts import PromptsConfig, curation_messages
+
+    cfg = PromptsConfig()
+    pairs = [("Name a prime.", "Seven."), ("Sum 2 and 2?", "Four, since 2 + 2 = 4."), ("Hi", "Hello! " * 30),
+             ("Capital of France?", "Paris.")]  # two batches of the engine's 3
+    reqs = [curation_messages(cfg, i, o) for i, o in pairs]
+    ids = [te.encode(engine.tok, r, "Score: ") for r in reqs]
+    assert te.shared_prefix_length(ids) > 200  # the rubric is shared
+    shared = engine.choice_logprobs(reqs, DIGITS, assistant_prefix="Score: ")
+    monkeypatch.setattr(te, "shared_prefix_length", lambda ids: 0)
+    plain = engine.choice_logprobs(reqs, DIGITS, assistant_prefix="Score: ")
+    for a, b in zip(shared, plain, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_shared_prefix_length():
+    from humpback.engines.transformers_engine import shared_prefix_length
+
+    head = list(range(40))
+    assert shared_prefix_length([head + [1, 2], head + [3]]) == 40
+    assert shared_prefix_length([head, head]) == 39  # each prompt keeps a token of its own
+    assert shared_prefix_length([head[:10] + [1], head[:10] + [2]]) == 0  # too short to pay off
+    assert shared_prefix_length([head]) == 0

@@ -6,6 +6,7 @@ Sampling is seeded per call and per batch, so a rerun on the same machine gives 
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -38,6 +39,16 @@ def pick_dtype(name: str, device: str) -> str:
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def shared_prefix_length(ids: list[list[int]], minimum: int = 32) -> int:
+    """Tokens every prompt starts with (each keeps at least one of its own); 0 when too few to pay off."""
+    if len(ids) < 2:
+        return 0
+    first, n = ids[0], min(len(x) for x in ids) - 1
+    for other in ids[1:]:
+        n = next((k for k in range(n) if other[k] != first[k]), n)
+    return n if n >= minimum else 0
 
 
 class TransformersEngine(Engine):
@@ -128,13 +139,23 @@ class TransformersEngine(Engine):
         budget = self._budget(1)
         ids = [encode(self.tok, m, prefix, max_tokens=budget) for m in requests]
         out: list[dict[str, float]] = [{} for _ in requests]
+        shared = shared_prefix_length(ids)
         with torch.inference_mode(), tqdm(total=len(requests), desc=desc, unit="prompt") as bar:
+            # Scoring prompts share a long head (chat template + rubric): read it once, reuse its cache.
+            head = self.model(input_ids=torch.tensor([ids[0][:shared]], device=self.model.device)).past_key_values \
+                if shared else None
             for idx in self._batches(ids):
-                input_ids, mask = self._pad([ids[i] for i in idx])
+                input_ids, mask = self._pad([ids[i][shared:] for i in idx])
+                cache = None
+                if head is not None:
+                    cache = copy.deepcopy(head)
+                    cache.batch_repeat_interleave(len(idx))
+                    mask = torch.cat([mask.new_ones((len(idx), shared)), mask], dim=1)
                 # Left padding shifts positions; count them from each row's first real token.
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
                 logits = self.model(
-                    input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
+                    input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                    logits_to_keep=1,
                 ).logits[:, -1]
                 logp = torch.log_softmax(logits.float(), dim=-1).tolist()
                 for i, row in zip(idx, logp, strict=True):

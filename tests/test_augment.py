@@ -85,6 +85,8 @@ def test_clean_instruction(raw, clean):
         ("I'm ready to help with your request. What can I assist you with?", "assistant_voice"),
         ("Please share the text you would like me to turn into a request.", "assistant_voice"),
         ("Sure! Tell me more about sourdough baking.", "assistant_voice"),
+        ("I'm an AI chatbot that helps with writing, reviewing and editing text.", "assistant_voice"),
+        ("You're an AI assistant for text rewriting. Rewrite the input with plain formatting.", "assistant_voice"),
         ("Sourdough needs a lively starter. Feed it twice a day for a week", "echo"),  # prefix of the text
         ("Sourdough needs a lively starter, feed it twice a day for a week, then mix 500 g flour", "echo"),
     ],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from humpback.chunks import process_in_chunks
+from humpback.chunks import model_stamp, process_in_chunks
 from humpback.engines.base import Engine, Sampling
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.io import read_table, write_json, write_parquet
@@ -61,6 +61,7 @@ ASSISTANT_VOICE_PATTERNS = [
     r"\b(?:request|instruction|question|text|prompt|response)\b",
     r"^(?:sure|certainly|of course|okay|ok)\b[,!.]",
     r"\bas an ai\b",
+    r"\b(?:I'?m|I am|you'?re|you are) an? (?:AI|artificial intelligence|virtual|chat ?bot|language model)\b",
     r"\bhere(?:'s|’s| is) how\b",
     r"^(?:to|in order to) [^.?!\n]{1,80}, you (?:can|should|need|must|will)\b",
 ]
@@ -223,16 +224,6 @@ def load_segments(path: str | Path, cfg: AugmentConfig) -> pl.DataFrame:
     if 0 < cfg.max_segments < df.height:
         df = df.with_row_index("_i").sample(cfg.max_segments, seed=cfg.seed).sort("_i").drop("_i")
     return df
-
-
-def model_stamp(model_dir: str | Path | None) -> list:
-    """Names, sizes and mtimes of a model's files: resumed parts written by another model are discarded."""
-    if model_dir is None or not Path(model_dir).is_dir():
-        return []
-    return sorted(
-        (str(p.relative_to(model_dir)), p.stat().st_size, int(p.stat().st_mtime))
-        for p in Path(model_dir).rglob("*") if p.is_file()
-    )
 
 
 def generate_instructions(

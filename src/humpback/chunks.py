@@ -29,6 +29,16 @@ def fingerprint(df: pl.DataFrame, settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def model_stamp(model_dir: str | Path | None) -> list:
+    """Names, sizes and mtimes of a model's files, for a fingerprint's settings: parts a different model wrote are discarded."""
+    if model_dir is None or not Path(model_dir).is_dir():
+        return []
+    return sorted(
+        (str(p.relative_to(model_dir)), p.stat().st_size, int(p.stat().st_mtime))
+        for p in Path(model_dir).rglob("*") if p.is_file()
+    )
+
+
 def process_in_chunks(
     df: pl.DataFrame,
     out: str | Path,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from humpback.chunks import process_in_chunks
+from humpback.chunks import model_stamp, process_in_chunks
 from humpback.curation.config import ScoreConfig
 from humpback.curation.parse import parse_score
 from humpback.engines.base import Engine
@@ -57,16 +57,6 @@ def expected_score(logprobs: Mapping[str, float]) -> DigitScore:
     argmax = lps.index(top) + 1  # ties go to the lower score
     mass = math.exp(top) * total
     return DigitScore(expected, argmax, mass)
-
-
-def model_stamp(model_dir: str | Path | None) -> list:
-    """Names, sizes and mtimes of the scoring model's files: parts scored by an older model are discarded."""
-    if model_dir is None or not Path(model_dir).is_dir():
-        return []
-    return sorted(
-        (str(p.relative_to(model_dir)), p.stat().st_size, int(p.stat().st_mtime))
-        for p in Path(model_dir).rglob("*") if p.is_file()
-    )
 
 
 def _requests(df: pl.DataFrame, prompts: PromptsConfig) -> list:

@@ -100,7 +100,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--attention", default="sdpa,eager", help="comma-separated attention implementations")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = the engine default (half the cores)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = the engine default (every core)")
     a = p.parse_args()
     run(a.base, a.prompts, a.new_tokens, a.batch, tuple(a.attention.split(",")), a.dtype, a.threads)
 

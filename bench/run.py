@@ -235,7 +235,7 @@ def run_benches(names: list[str], ctx: Context) -> dict:
     """Run the named benches; a failure becomes an error row and the next bench runs."""
     import torch
 
-    from humpback.engines.transformers_engine import cpu_threads
+    from humpback.hardware import cpu_threads
 
     rows: list[Row] = []
     report: dict = {"machine": machine(), "quick": ctx.quick, "threads": cpu_threads(ctx.threads), "benches": {}}
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", nargs="+", choices=list(BENCHES), default=list(BENCHES))
     ap.add_argument("--quick", action="store_true", help="tiny workloads: check that the benches run")
     ap.add_argument("--base", help="a prepared base model directory (default: convert the embedded model once)")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = the engine default (half the cores)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = the engine default (every core)")
     ap.add_argument("--out", default=str(ROOT / "metrics" / "bench.json"))
     ap.add_argument("--merge", action="store_true",
                     help="replace only the benches run now in an existing --out file; keep the others")

@@ -6,11 +6,10 @@ test session; the tests then change one input at a time and check which stages r
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -37,17 +36,18 @@ def repro(ws: Path, *targets: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", _run(["dvc", "repro", *targets], ws)))
 
 
+def _bench_pipeline():
+    """bench/pipeline.py builds the same workspace for its timings; one copy of that code."""
+    spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "bench" / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("pipeline")
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for rel in filter(None, files.stdout.split("\0")):
-        src = ROOT / rel
-        if src.is_file():
-            (ws / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, ws / rel)
-    _run(["git", "init", "-q"], ws)
-    _run([sys.executable, "-m", "humpback.cli", "preset", "configs/tiny.yaml"], ws)
+    """A copy of the git-tracked project, a repository, with the tiny preset applied, reproduced once."""
+    ws = _bench_pipeline().make_workspace(tmp_path_factory.mktemp("pipeline"))
     ran = repro(ws)
     assert ran == ALL_STAGES
     return ws

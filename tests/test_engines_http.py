@@ -2,60 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from stub_server import StubServer
 
 from humpback.engines import EngineError, OpenAIConfig, Sampling
 from humpback.engines.openai_engine import LogprobsUnsupported, OpenAIEngine
 from humpback.prompts import chat
 
 
-class Server:
-    """Answers each POST with `respond(body, n)` -> (status, payload, headers) or a delay in seconds."""
-
-    def __init__(self, respond):
-        self.respond, self.bodies, self.headers = respond, [], []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.bodies.append(body)
-                    outer.headers.append(dict(self.headers))
-                    n = len(outer.bodies)
-                status, payload, headers = outer.respond(body, n)
-                if status == "sleep":
-                    time.sleep(payload)
-                    status, payload, headers = 200, reply("late"), {}
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def Server(respond):  # noqa: N802 - kept as the tests' name for the scripted server
+    return StubServer(respond, late=reply("late"))
 
 
 def reply(text: str, top: list[tuple[str, float]] | None = None) -> dict:

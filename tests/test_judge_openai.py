@@ -4,12 +4,11 @@ import importlib.util
 import json
 import math
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
 import pytest
+from stub_server import StubServer
 from test_eval_fakes import slots
 
 from humpback.evaluation.config import JudgeConfig
@@ -24,27 +23,13 @@ class Stub:
 
     def __init__(self, logprobs: bool):
         self.logprobs = logprobs
-        self.requests: list[dict] = []
-        stub = self
+        self.server = StubServer(lambda body, n: (200, self.reply(body), {}))
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                reply = stub.reply(body)
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @property
+    def requests(self) -> list[dict]:
+        s = self.server
+        return [{"path": p, "auth": h.get("Authorization"), **b} for p, h, b in zip(s.paths, s.headers, s.bodies, strict=True)]
 
     def reply(self, body):
         user = [m for m in body["messages"] if m["role"] == "user"][-1]
@@ -61,8 +46,7 @@ class Stub:
         return {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice]}
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ import math
 import subprocess
 import sys
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
 import pytest
 import reliability_plugin as ledger
+from stub_server import StubServer
 
 pytest_plugins = ["reliability_plugin"]
 
@@ -32,35 +31,14 @@ class FaultyServer:
     def __init__(self):
         self.mode, self.healthy, self.count = "ok", 10**9, 0
         self.lock = threading.Lock()
-        outer = self
+        self.stub = StubServer(self._respond, late=self.good())
+        self.url = self.stub.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                self.rfile.read(int(self.headers["Content-Length"]))
-                with outer.lock:
-                    outer.count += 1
-                    failing = outer.count > outer.healthy
-                status, body, headers = outer.reply(failing)
-                if status == "sleep":
-                    time.sleep(1.0)
-                    status, body, headers = 200, outer.good(), {}
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out first
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+    def _respond(self, body, n):
+        with self.lock:
+            self.count += 1
+            failing = self.count > self.healthy
+        return self.reply(failing)
 
     @staticmethod
     def good() -> bytes:
@@ -78,15 +56,14 @@ class FaultyServer:
             return 429, b'{"error": "rate limited"}', {"Retry-After": "0.01"}
         if self.mode == "garbage":
             return 200, b"<html>502 Bad Gateway</html>", {}
-        return "sleep", b"", {}
+        return "sleep", 1.0, {}
 
     def fail_after(self, healthy: int, mode: str) -> None:
         with self.lock:
             self.mode, self.healthy, self.count = mode, healthy, 0
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.stub.close()
 
 
 @pytest.fixture

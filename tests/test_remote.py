@@ -76,7 +76,7 @@ def origin(tmp_path_factory) -> Path:
     sh(ws, "dvc", "remote", "add", "-d", "storage", str(remote))
     assert ran(sh(ws, "dvc", "repro")) == {"train", "score"}
     sh(ws, "git", "add", "-A")
-    sh(ws, "git", "commit", "-q", "-m", "project")
+    sh(ws, "git", "-c", "user.name=humpback tests", "-c", "user.email=tests@localhost", "commit", "-q", "-m", "project")
     sh(ws, "dvc", "push")
     assert not (remote / "runs").exists()  # a plain push sends the data, not the run-cache ...
     sh(ws, "dvc", "push", "--run-cache")

@@ -115,8 +115,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
         raise InputError(path, f"cannot read: {e}") from None
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read JSONL(.gz) or Parquet into a DataFrame, checking that `columns` are present."""
+def read_table(path: str | Path, columns: list[str] | None = None, *, allow_empty: bool = False) -> pl.DataFrame:
+    """Read JSONL(.gz) or Parquet into a DataFrame, checking that `columns` are present.
+    An empty table is an error unless `allow_empty` (the caller then says what empty means)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
@@ -131,7 +132,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pl.DataFra
         df = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
     else:
         raise InputError(path, "unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
-    if df.height == 0:
+    if df.height == 0 and not allow_empty:
         raise InputError(path, "no records")
     missing = [c for c in columns or [] if c not in df.columns]
     if missing:

@@ -64,13 +64,7 @@ def selection_quality(curated: str | Path, labels: dict[str, bool], *, id_column
 
 def read_kept(path: str | Path, id_column: str) -> pl.DataFrame:
     """A curated Parquet file, which may legitimately be empty (select.allow_empty)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        df = pl.read_parquet(path)
-    except Exception as e:  # polars raises several types for corrupt files
-        raise InputError(path, f"not a readable Parquet file: {e}") from None
+    df = read_table(path, allow_empty=True)
     if id_column not in df.columns:
         raise InputError(path, f"missing column '{id_column}'; has: {', '.join(df.columns)}")
     return df

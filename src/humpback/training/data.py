@@ -18,6 +18,7 @@ import torch
 
 from humpback.engines.base import Messages
 from humpback.errors import EmptyResultError, InputError
+from humpback.io import read_table
 from humpback.prompts import PromptsConfig, backward_messages, forward_messages
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,7 @@ def read_pairs(path: str | Path, what: str) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found (has its stage run?)")
-    try:
-        df = pl.read_parquet(path)
-    except Exception as e:  # polars raises several types for corrupt files
-        raise InputError(path, f"not a readable Parquet file: {e}") from None
-    missing = [c for c in ("instruction", "output") if c not in df.columns]
-    if missing:
-        raise InputError(path, f"missing column(s) {', '.join(missing)}; has: {', '.join(df.columns)}")
+    df = read_table(path, ["instruction", "output"], allow_empty=True)
     if df.height == 0:
         raise EmptyResultError(f"{path}: no {what} to train on (the table is empty)")
     return df

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
+from humpback.engines.vllm_engine import engine_kwargs as vllm_engine_kwargs
 from humpback.errors import ConfigError
 from humpback.models import resolve
 
@@ -28,21 +29,12 @@ class RayEngine(Engine):
         self.cfg, self.ref = cfg, resolve(model_dir)
         if not ray.is_initialized():
             ray.init(address=cfg.ray.address or None)
-        v = cfg.vllm
-        engine_kwargs: dict = dict(
-            tensor_parallel_size=v.tensor_parallel_size,
-            gpu_memory_utilization=v.gpu_memory_utilization,
-            enable_prefix_caching=v.enable_prefix_caching,
-            enforce_eager=v.enforce_eager,
-        )
-        if v.max_model_len:
-            engine_kwargs["max_model_len"] = v.max_model_len
+        engine_kwargs = vllm_engine_kwargs(cfg, lora=bool(self.ref.adapter))
         extra: dict = {}
         self.adapter_name = None
         if self.ref.adapter:
             # Ray Data loads a LoRA adapter by name from a directory of adapters: a row whose
             # "model" differs from model_source names one.
-            engine_kwargs.update(enable_lora=True, max_lora_rank=v.max_lora_rank, max_loras=1)
             adapter = Path(self.ref.adapter).resolve()
             extra["dynamic_lora_loading_path"] = str(adapter.parent)
             self.adapter_name = adapter.name

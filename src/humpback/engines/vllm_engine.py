@@ -28,6 +28,22 @@ log = logging.getLogger(__name__)
 TOP_LOGPROBS = 20  # vLLM's default max_logprobs
 
 
+def engine_kwargs(cfg: EngineConfig, *, lora: bool) -> dict:
+    """The vLLM engine settings from `engine.vllm`, shared by the local and the Ray Data backends."""
+    v = cfg.vllm
+    kwargs: dict = dict(
+        tensor_parallel_size=v.tensor_parallel_size,
+        gpu_memory_utilization=v.gpu_memory_utilization,
+        enable_prefix_caching=v.enable_prefix_caching,
+        enforce_eager=v.enforce_eager,
+    )
+    if v.max_model_len:
+        kwargs["max_model_len"] = v.max_model_len
+    if lora:
+        kwargs.update(enable_lora=True, max_lora_rank=v.max_lora_rank, max_loras=1)
+    return kwargs
+
+
 class LocalVLLM(Engine):
     """One vLLM engine in this process."""
 
@@ -42,23 +58,14 @@ class LocalVLLM(Engine):
 
         self.cfg = cfg
         self.ref = resolve(model_dir)
-        v = cfg.vllm
-        kwargs: dict = dict(
+        kwargs = engine_kwargs(cfg, lora=bool(self.ref.adapter))
+        kwargs.update(
             model=self.ref.base,
-            tensor_parallel_size=v.tensor_parallel_size,
-            gpu_memory_utilization=v.gpu_memory_utilization,
-            enable_prefix_caching=v.enable_prefix_caching,
-            enforce_eager=v.enforce_eager,
             dtype=cfg.dtype,  # "auto" is vLLM's own default too
             max_logprobs=TOP_LOGPROBS,
             seed=0,
         )
-        if v.max_model_len:
-            kwargs["max_model_len"] = v.max_model_len
-        self.lora = None
-        if self.ref.adapter:
-            kwargs.update(enable_lora=True, max_lora_rank=v.max_lora_rank, max_loras=1)
-            self.lora = LoRARequest(Path(self.ref.adapter).name, 1, self.ref.adapter)
+        self.lora = LoRARequest(Path(self.ref.adapter).name, 1, self.ref.adapter) if self.ref.adapter else None
         self.llm = LLM(**kwargs)
         # The adapter directory's tokenizer carries the chat template the adapter was trained with.
         self.tok = load_tokenizer(self.ref)

@@ -105,3 +105,19 @@ def test_atomic_path_removes_temp_files_of_a_killed_run(tmp_path):
 def test_input_errors_are_one_line(tmp_path):
     err = InputError(tmp_path / "x.warc", "bad header\n  line two\n", 3)
     assert "\n" not in str(err) and str(err).endswith("x.warc, record 3: bad header line two")
+
+
+def test_read_json_accepts_a_bom_and_names_faults(tmp_path):
+    from humpback.io import read_json
+
+    p = tmp_path / "m.json"
+    p.write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    assert read_json(p) == {"a": 1}
+    p.write_text('{"a": ')
+    with pytest.raises(InputError, match=r"m.json: malformed JSON"):
+        read_json(p)
+    p.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="nested too deeply"):
+        read_json(p)
+    with pytest.raises(InputError, match="nope.json: file not found .its stage has not run."):
+        read_json(tmp_path / "nope.json", "file not found (its stage has not run)")

@@ -115,6 +115,21 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
         raise InputError(path, f"cannot read: {e}") from None
 
 
+def read_json(path: str | Path, missing: str = "file not found") -> Any:
+    """A whole JSON file; any fault names the file (`missing` says what a missing file means)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not valid UTF-8 ({e.reason})") from None
+    except RecursionError:
+        raise InputError(path, "malformed JSON (nested too deeply)") from None
+
+
 def read_table(path: str | Path, columns: list[str] | None = None, *, allow_empty: bool = False) -> pl.DataFrame:
     """Read JSONL(.gz) or Parquet into a DataFrame, checking that `columns` are present.
     An empty table is an error unless `allow_empty` (the caller then says what empty means)."""

@@ -14,24 +14,14 @@ from pathlib import Path
 import polars as pl
 
 from humpback.errors import InputError
-from humpback.io import has_lone_surrogate, read_table
+from humpback.io import has_lone_surrogate, read_json, read_table
 
 PROMPT_COLUMNS = ["prompt_id", "category", "instruction"]
 
 
 def read_alpaca_json(path: str | Path) -> pl.DataFrame:
     """An AlpacaEval JSON file: a list of objects, each with a non-empty string `instruction`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not valid UTF-8 ({e.reason})") from None
-    except RecursionError:
-        raise InputError(path, "malformed JSON (nested too deeply)") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise InputError(path, f"expected a JSON list of {{instruction, output, ...}}, got {type(data).__name__}")
     if not data:

@@ -7,7 +7,6 @@ is an error, since the report would otherwise silently show less than the pipeli
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import polars as pl
 
 from humpback.errors import InputError
 from humpback.evaluation.curation_quality import load_labels, read_kept, selection_quality
-from humpback.io import atomic_path, read_table, write_json, write_text
+from humpback.io import atomic_path, read_json, read_table, write_json, write_text
 
 BINS = ["1", "2", "3", "4", "5", "unparsed"]
 
@@ -41,12 +40,7 @@ class ReportData:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(path, "file not found (its stage has not run)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from None
+    data = read_json(path, "file not found (its stage has not run)")
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object")
     return data

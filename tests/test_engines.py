@@ -223,3 +223,15 @@ def test_shared_prefix_length():
     assert shared_prefix_length([head, head]) == 39  # each prompt keeps a token of its own
     assert shared_prefix_length([head[:10] + [1], head[:10] + [2]]) == 0  # too short to pay off
     assert shared_prefix_length([head]) == 0
+
+
+def test_vllm_engine_settings_come_from_params():
+    from humpback.engines.config import EngineConfig, VLLMConfig
+    from humpback.engines.vllm_engine import engine_kwargs
+
+    cfg = EngineConfig(vllm=VLLMConfig(tensor_parallel_size=4, max_model_len=4096, max_lora_rank=32))
+    plain = engine_kwargs(cfg, lora=False)
+    assert plain["tensor_parallel_size"] == 4 and plain["max_model_len"] == 4096
+    assert "enable_lora" not in plain
+    assert engine_kwargs(cfg, lora=True) == {**plain, "enable_lora": True, "max_lora_rank": 32, "max_loras": 1}
+    assert "max_model_len" not in engine_kwargs(EngineConfig(), lora=False)  # 0 = the model's own limit

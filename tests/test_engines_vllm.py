@@ -93,15 +93,3 @@ def test_vllm_data_parallel_replicas_keep_order(embedded_dir):
     with load_engine(embedded_dir, _cfg(data_parallel_size=2)) as e:
         out = e.generate(reqs, Sampling(temperature=0.0, max_new_tokens=8))
     assert sum(str(i) in text for i, text in enumerate(out)) >= 6
-
-
-def test_vllm_engine_settings_come_from_params():
-    from humpback.engines.config import EngineConfig, VLLMConfig
-    from humpback.engines.vllm_engine import engine_kwargs
-
-    cfg = EngineConfig(vllm=VLLMConfig(tensor_parallel_size=4, max_model_len=4096, max_lora_rank=32))
-    plain = engine_kwargs(cfg, lora=False)
-    assert plain["tensor_parallel_size"] == 4 and plain["max_model_len"] == 4096
-    assert "enable_lora" not in plain
-    assert engine_kwargs(cfg, lora=True) == {**plain, "enable_lora": True, "max_lora_rank": 32, "max_loras": 1}
-    assert "max_model_len" not in engine_kwargs(EngineConfig(), lora=False)  # 0 = the model's own limit

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from humpback.engines import EngineConfig, Sampling
+from humpback.engines.base import Sampling
+from humpback.engines.config import EngineConfig
 from humpback.engines.prompting import encode
 from humpback.engines.transformers_engine import TransformersEngine
 from humpback.models import BaseModelConfig, prepare_base

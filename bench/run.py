@@ -162,7 +162,7 @@ def bench_pipeline(ctx: Context) -> tuple[list[Row], dict]:
 
 def bench_vllm(ctx: Context) -> tuple[list[Row], dict]:
     """vLLM vs our transformers backend on one GPU, same prompts, greedy."""
-    from humpback.engines import cuda_available, vllm_available
+    from humpback.engines.loader import cuda_available, vllm_available
 
     if not (cuda_available() and vllm_available()):
         why = "no GPU" if not cuda_available() else "vllm not installed"
@@ -170,7 +170,8 @@ def bench_vllm(ctx: Context) -> tuple[list[Row], dict]:
             {"skipped": why}
     import generation
 
-    from humpback.engines import EngineConfig, Sampling
+    from humpback.engines.base import Sampling
+    from humpback.engines.config import EngineConfig
     from humpback.engines.transformers_engine import TransformersEngine
     from humpback.engines.vllm_engine import VLLMEngine
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from humpback.curation.config import JudgeSampling, ScoreConfig
 from humpback.curation.scoring import score_chunk
-from humpback.engines import EngineConfig
+from humpback.engines.config import EngineConfig
 from humpback.engines.transformers_engine import TransformersEngine
 from humpback.models import BaseModelConfig, prepare_base
 from humpback.prompts import PromptsConfig

@@ -14,28 +14,22 @@ from pathlib import Path
 
 from humpback.augment import AugmentConfig, run_augment
 from humpback.config import load_section
-from humpback.engines.base import Engine
+from humpback.engines import loader
 from humpback.errors import InputError
 from humpback.stage import stage
 
 log = logging.getLogger("humpback.augment")
 
 
-def open_engine(model: Path, params: str) -> Engine:
-    from humpback.engines import load_engine
-
-    return load_engine(model, load_section("engine", params))
-
-
 @stage
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--model", default="models/backward")
-    ap.add_argument("--segments", default="data/prepared/segments.parquet")
-    ap.add_argument("--out", default="data/augmented/candidates.parquet")
-    ap.add_argument("--rejected", default="data/augmented/rejected.parquet")
-    ap.add_argument("--metrics", default="metrics/augment.json")
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--segments", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--rejected", required=True)
+    ap.add_argument("--metrics", required=True)
     args = ap.parse_args(argv)
 
     cfg: AugmentConfig = load_section("augment", args.params)
@@ -43,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     model = Path(args.model)
     if not model.exists():
         raise InputError(model, "backward model not found (run the train_backward stage first)")
-    with open_engine(model, args.params) as engine:
+    with loader.open_engine(model, args.params) as engine:
         m = run_augment(args.segments, engine, cfg, prompts, candidates_path=args.out,
                         rejected_path=args.rejected, metrics_path=args.metrics, model_dir=model)
     log.info("kept %d of %d candidate instructions; rejected %s", m["kept"], m["segments_in"], m["rejected_by_reason"])

@@ -1,4 +1,4 @@
-"""Stage base_model: materialise models/base from `base_model` in params.yaml."""
+"""Stage base_model: materialise the base model directory from `base_model` in params."""
 
 import argparse
 
@@ -8,11 +8,11 @@ from humpback.stage import stage
 
 
 @stage
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="models/base")
-    args = ap.parse_args()
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--out", required=True, help="the model directory to write, e.g. models/base")
+    args = ap.parse_args(argv)
     prepare_base(load_section("base_model", args.params), args.out)
 
 

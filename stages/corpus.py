@@ -19,13 +19,13 @@ log = logging.getLogger("humpback.corpus")
 
 
 @stage
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/prepared/segments.parquet")
-    ap.add_argument("--rejected", default="data/prepared/rejected.parquet")
-    ap.add_argument("--metrics", default="metrics/corpus.json")
-    args = ap.parse_args()
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--rejected", required=True)
+    ap.add_argument("--metrics", required=True)
+    args = ap.parse_args(argv)
 
     cfg: CorpusConfig = load_section("corpus", args.params)
     metrics = prepare_corpus(cfg, args.out, args.rejected)

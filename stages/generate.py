@@ -1,35 +1,43 @@
-"""Stage generate@<model>: answer the eval prompts with models/<model> (nucleus sampling, fixed seed)."""
+"""Stage generate@<model>: answer the eval prompts with one model (nucleus sampling, fixed seed).
+
+Writes the answers (prompt_id, category, instruction, output, generator) to --out, resumable in
+chunks, and the same answers in AlpacaEval's model_outputs.json format to --alpaca.
+"""
 
 import argparse
-from pathlib import Path
 
 from humpback.config import load_section
+from humpback.engines import loader
 from humpback.engines.base import Sampling
-from humpback.evaluation import loading
 from humpback.evaluation.generate import alpaca_records, generate_answers
 from humpback.evaluation.inputs import load_prompts, subset
+from humpback.evaluation.loading import model_dir
 from humpback.io import write_json
 from humpback.stage import stage
 
 
 @stage
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True, help="model name under models/ (base, m0, it1, ...)")
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--model", required=True, help="the model directory, e.g. models/it1")
+    ap.add_argument("--name", required=True, help="the generator's name in the outputs (it1)")
+    ap.add_argument("--prompts", required=True, help="eval prompts (JSONL, Parquet or AlpacaEval JSON)")
+    ap.add_argument("--out", required=True, help="answers, Parquet")
+    ap.add_argument("--alpaca", required=True, help="the AlpacaEval export, JSON")
+    args = ap.parse_args(argv)
     cfg = load_section("eval", args.params)
-    system = load_section("prompts", args.params).inference_system_prompt()
+    system = load_section("prompts", args.params).inference_system
 
-    prompts = load_prompts(cfg.prompts, instruction_column=cfg.instruction_column,
+    prompts = load_prompts(args.prompts, instruction_column=cfg.instruction_column,
                            id_column=cfg.id_column, category_column=cfg.category_column)
     prompts = subset(prompts, cfg.max_prompts)
     sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
-    with loading.load_model_engine(loading.model_dir(args.model), args.params) as engine:
-        outputs = generate_answers(engine, prompts, Path("data/eval/outputs") / f"{args.model}.parquet",
-                                   system=system, sampling=sampling, generator=args.model, chunk_size=cfg.chunk_size)
-    write_json(alpaca_records(outputs), Path("data/eval/alpaca") / f"{args.model}.json")
+    with loader.open_engine(model_dir(args.model), args.params) as engine:
+        outputs = generate_answers(engine, prompts, args.out, system=system, sampling=sampling,
+                                   generator=args.name, chunk_size=cfg.chunk_size)
+    write_json(alpaca_records(outputs), args.alpaca)
 
 
 if __name__ == "__main__":

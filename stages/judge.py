@@ -1,4 +1,8 @@
-"""Stage judge@<model>: pairwise judgement of the model's answers against the reference, both orders."""
+"""Stage judge@<model>: pairwise judgement of the model's answers against the reference, both orders.
+
+Writes one row per prompt with both orders' verdicts to --out (resumable in chunks) and the win
+rates to --metrics.
+"""
 
 import argparse
 import logging
@@ -17,40 +21,43 @@ log = logging.getLogger("humpback.judge")
 
 
 @stage
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True, help="model whose answers are judged (data/eval/outputs/<model>.parquet)")
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--outputs", required=True, help="the judged model's answers, e.g. data/eval/outputs/it1.parquet")
+    ap.add_argument("--reference", required=True, help="the reference answers (a model's outputs or AlpacaEval JSON)")
+    ap.add_argument("--judge-model", required=True, help="the local judge's directory (unused with judge.base_url)")
+    ap.add_argument("--out", required=True, help="judgements, Parquet")
+    ap.add_argument("--metrics", required=True, help="win rates, JSON")
+    args = ap.parse_args(argv)
     cfg = load_section("judge", args.params)
+    name = Path(args.outputs).stem
 
-    outputs = read_table(loading.OUTPUTS_DIR / f"{args.model}.parquet",
-                         columns=["prompt_id", "category", "instruction", "output"])
-    ref_path, ref_name = loading.reference_path(cfg.reference)
+    outputs = read_table(args.outputs, columns=["prompt_id", "category", "instruction", "output"])
+    ref_path = Path(args.reference)
     pairs, missing = pair_outputs(outputs, load_outputs(ref_path))
     if missing:
         log.warning("%d of %d prompts have no reference answer in %s; they are not judged",
                     missing, outputs.height, ref_path)
     if pairs.height == 0:
-        raise EmptyResultError(f"{ref_path}: no reference answer matches any instruction of {args.model}")
+        raise EmptyResultError(f"{ref_path}: no reference answer matches any instruction of {args.outputs}")
 
-    name = loading.judge_name(cfg)
+    judge_name = loading.judge_name(cfg, args.judge_model)
     # Identical answers are ties without a judge call; skip loading the judge when nothing differs.
     differs = (pairs["output"].str.strip_chars() != pairs["reference_output"].str.strip_chars()).any()
-    engine = loading.load_judge_engine(cfg, args.params) if differs else None
+    engine = loading.load_judge_engine(cfg, args.judge_model, args.params) if differs else None
     try:
         judge = PairwiseJudge(engine, cfg)
-        settings = {"judge": name, "reference": str(ref_path), "mode": cfg.mode, "template": cfg.template,
+        settings = {"judge": judge_name, "reference": str(ref_path), "mode": cfg.mode, "template": cfg.template,
                     "prefix": cfg.prefix, "labels": cfg.labels, "max_new_tokens": cfg.max_new_tokens}
-        judgements = process_in_chunks(pairs, Path("data/eval/judgements") / f"{args.model}.parquet",
-                                       lambda chunk, _i: judge.judge(chunk), chunk_size=cfg.chunk_size,
-                                       settings=settings, desc=f"judge {args.model}")
+        judgements = process_in_chunks(pairs, args.out, lambda chunk, _i: judge.judge(chunk),
+                                       chunk_size=cfg.chunk_size, settings=settings, desc=f"judge {name}")
     finally:
         if engine is not None:
             engine.close()
-    metrics = summarise(judgements, judge=name, reference=ref_name, n_missing_reference=missing)
-    write_json(metrics, Path("metrics/eval") / f"{args.model}.json")
-    log.info("%s vs %s: win rate %.1f (LC %s), %d unparsed verdicts", args.model, ref_name, metrics["win_rate"],
+    metrics = summarise(judgements, judge=judge_name, reference=ref_path.stem, n_missing_reference=missing)
+    write_json(metrics, args.metrics)
+    log.info("%s vs %s: win rate %.1f (LC %s), %d unparsed verdicts", name, ref_path.stem, metrics["win_rate"],
              f"{metrics['lc_win_rate']:.1f}" if metrics["lc_win_rate"] is not None else "n/a",
              metrics["unparsed_verdicts"])
 

@@ -1,20 +1,31 @@
-"""Stage report: plot data (metrics/plots/), a PNG and an HTML page (metrics/report/) over all models and iterations."""
+"""Stage report: plot data, a PNG and an HTML page over all models and iterations."""
 
 import argparse
+from pathlib import Path
 
 from humpback.config import load_section
-from humpback.evaluation.report import build_report
+from humpback.evaluation.report import ReportPaths, build_report
 from humpback.stage import stage
 
 
 @stage
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--eval-metrics", type=Path, required=True, help="directory of <model>.json win rates")
+    ap.add_argument("--curation-metrics", type=Path, required=True, help="directory of <iteration>.json selections")
+    ap.add_argument("--seed", type=Path, required=True, help="the seed pairs, Parquet")
+    ap.add_argument("--curated", type=Path, required=True, help="directory of <iteration>.parquet curated pairs")
+    ap.add_argument("--plots", type=Path, required=True, help="directory for DVC plot data")
+    ap.add_argument("--report", type=Path, required=True, help="directory for report.png and index.html")
+    ap.add_argument("--curation-quality", type=Path, required=True, help="curation precision/recall, JSON")
+    args = ap.parse_args(argv)
     cfg = load_section("eval", args.params)
     iterations = list(load_section("iterations", args.params))
-    build_report(cfg.models, iterations, labels=cfg.curation_labels, id_column=cfg.curation_id_column,
+    paths = ReportPaths(eval_metrics=args.eval_metrics, curation_metrics=args.curation_metrics, seed=args.seed,
+                        curated=args.curated, plots=args.plots, report=args.report,
+                        curation_quality=args.curation_quality)
+    build_report(cfg.models, iterations, paths, labels=cfg.curation_labels, id_column=cfg.curation_id_column,
                  label_threshold=cfg.curation_label_threshold)
 
 

@@ -14,28 +14,21 @@ from pathlib import Path
 from humpback.config import load_section
 from humpback.curation.config import ScoreConfig
 from humpback.curation.scoring import run_score
-from humpback.engines.base import Engine
+from humpback.engines import loader
 from humpback.errors import InputError
 from humpback.stage import stage
 
 log = logging.getLogger("humpback.score")
 
 
-def open_engine(model: Path, params: str) -> Engine:
-    from humpback.engines import load_engine
-
-    return load_engine(model, load_section("engine", params))
-
-
 @stage
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iteration", required=True, help="iteration name (it1, it2, ...): names the outputs")
+    ap.add_argument("--params", required=True)
     ap.add_argument("--model", required=True, help="the scoring model's directory, e.g. models/m0")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--candidates", default="data/augmented/candidates.parquet")
-    ap.add_argument("--out-dir", default="data/scores")
-    ap.add_argument("--metrics-dir", default="metrics/scores")
+    ap.add_argument("--candidates", required=True)
+    ap.add_argument("--out", required=True, help="the scores, Parquet")
+    ap.add_argument("--metrics", required=True, help="score statistics, JSON")
     args = ap.parse_args(argv)
 
     cfg: ScoreConfig = load_section("score", args.params)
@@ -43,10 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     model = Path(args.model)
     if not model.exists():
         raise InputError(model, "scoring model not found (run the stage that trains it first)")
-    with open_engine(model, args.params) as engine:
+    with loader.open_engine(model, args.params) as engine:
         m = run_score(args.candidates, engine, cfg, prompts, model_dir=model,
-                      scores_path=Path(args.out_dir) / f"{args.iteration}.parquet",
-                      metrics_path=Path(args.metrics_dir) / f"{args.iteration}.json")
+                      scores_path=args.out, metrics_path=args.metrics)
     log.info("scored %d pairs with %s (%s mode): histogram %s, parse failures %d",
              m["n"], model, m["mode"], m["histogram"], m["parse_failures"])
 

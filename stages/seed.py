@@ -18,13 +18,13 @@ log = logging.getLogger("humpback.seed")
 
 
 @stage
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/prepared/seed.parquet")
-    ap.add_argument("--rejected", default="data/prepared/seed_rejected.parquet")
-    ap.add_argument("--metrics", default="metrics/seed.json")
-    args = ap.parse_args()
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--rejected", required=True)
+    ap.add_argument("--metrics", required=True)
+    args = ap.parse_args(argv)
 
     cfg: SeedConfig = load_section("seed", args.params)
     result = build_seed(cfg)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from humpback.config import load_section
 from humpback.curation.config import SelectConfig
@@ -24,17 +23,14 @@ log = logging.getLogger("humpback.select")
 @stage
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iteration", required=True, help="iteration name (it1, it2, ...)")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--scores-dir", default="data/scores")
-    ap.add_argument("--out-dir", default="data/curated")
-    ap.add_argument("--metrics-dir", default="metrics/curation")
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--scores", required=True, help="the scored candidates, Parquet")
+    ap.add_argument("--out", required=True, help="the kept pairs, Parquet")
+    ap.add_argument("--metrics", required=True, help="selection statistics, JSON")
     args = ap.parse_args(argv)
 
     cfg: SelectConfig = load_section("select", args.params)
-    m = run_select(Path(args.scores_dir) / f"{args.iteration}.parquet", cfg,
-                   curated_path=Path(args.out_dir) / f"{args.iteration}.parquet",
-                   metrics_path=Path(args.metrics_dir) / f"{args.iteration}.json")
+    m = run_select(args.scores, cfg, curated_path=args.out, metrics_path=args.metrics)
     log.info("kept %d of %d pairs (%.1f%%) at threshold %g", m["kept"], m["n"], 100 * m["kept_share"], m["threshold"])
 
 

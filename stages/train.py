@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import torch.distributed as dist
 
@@ -27,16 +26,16 @@ log = logging.getLogger("humpback.train")
 
 
 @stage
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", choices=KINDS, required=True)
     ap.add_argument("--out", required=True, help="model directory to write, e.g. models/m0")
     ap.add_argument("--curated", help="curated pairs (forward only), e.g. data/curated/it1.parquet")
-    ap.add_argument("--seed-data", default="data/prepared/seed.parquet")
-    ap.add_argument("--base", default="models/base")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--metrics", help="default: metrics/train/<name of --out>.json")
-    args = ap.parse_args()
+    ap.add_argument("--seed-data", required=True)
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--metrics", required=True, help="the run's numbers, JSON")
+    args = ap.parse_args(argv)
     if (args.kind == "forward") != bool(args.curated):
         raise ConfigError("--curated is required for --kind forward and only for it")
 
@@ -50,7 +49,7 @@ def main() -> None:
     metrics = {"kind": args.kind, "base": args.base, **metrics}
     # only the main process writes the metrics
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
-        write_json(metrics, args.metrics or Path("metrics/train") / f"{Path(args.out).name}.json")
+        write_json(metrics, args.metrics)
         log.info("%s: %d examples, %d steps, loss %.3f -> %.3f, %.0f tokens/s", args.out, metrics["examples"],
                  metrics["steps"], metrics["train_loss_first"] or 0, metrics["train_loss_last"] or 0,
                  metrics["tokens_per_s"] or 0)

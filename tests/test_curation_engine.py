@@ -9,26 +9,36 @@ import pytest
 from humpback.augment import AugmentConfig, FilterConfig, GenerationConfig, run_augment
 from humpback.curation.config import JudgeSampling, ScoreConfig
 from humpback.curation.scoring import run_score
-from humpback.engines import EngineConfig, load_engine
+from humpback.engines.config import EngineConfig
+from humpback.engines.loader import load_engine
 from humpback.models import TinyConfig, build_tiny
 from humpback.prompts import PromptsConfig
 
 
+ENGINE = EngineConfig(backend="transformers", device="cpu", dtype="float32")
+
+
 @pytest.fixture(scope="module")
-def tiny_engine(tmp_path_factory):
+def tiny_model(tmp_path_factory):
     model = tmp_path_factory.mktemp("tiny")
     build_tiny(model, TinyConfig())
-    with load_engine(model, EngineConfig(backend="transformers", device="cpu", dtype="float32")) as engine:
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model):
+    with load_engine(tiny_model, ENGINE) as engine:
         yield engine
 
 
-def test_logprob_and_generate_scoring_with_a_real_engine(tiny_engine, tmp_path):
+def test_logprob_and_generate_scoring_with_a_real_engine(tiny_engine, tiny_model, tmp_path):
     cand = tmp_path / "candidates.parquet"
     pl.DataFrame({"segment_id": ["a", "b", "c"], "instruction": ["How do I boil an egg?", "Explain rain.", "Why?"],
                   "output": ["Boil it for nine minutes.", "Water vapour condenses and falls.", "Because."]}
                  ).write_parquet(cand)
     m = run_score(cand, tiny_engine, ScoreConfig(mode="logprob", chunk_size=2), PromptsConfig(),
-                  scores_path=tmp_path / "lp.parquet", metrics_path=tmp_path / "lp.json")
+                  scores_path=tmp_path / "lp.parquet", metrics_path=tmp_path / "lp.json", engine_cfg=ENGINE,
+                  model_dir=tiny_model)
     df = pl.read_parquet(tmp_path / "lp.parquet")
     assert m["parse_failures"] == 0
     assert all(1.0 <= s <= 5.0 for s in df["score"]) and all(0.0 < p <= 1.0 for p in df["digit_mass"])
@@ -36,14 +46,14 @@ def test_logprob_and_generate_scoring_with_a_real_engine(tiny_engine, tmp_path):
 
     cfg = ScoreConfig(mode="generate", chunk_size=2, sampling=JudgeSampling(max_new_tokens=6))
     m = run_score(cand, tiny_engine, cfg, PromptsConfig(), scores_path=tmp_path / "g.parquet",
-                  metrics_path=tmp_path / "g.json")
+                  metrics_path=tmp_path / "g.json", engine_cfg=ENGINE, model_dir=tiny_model)
     df = pl.read_parquet(tmp_path / "g.parquet")
     assert df["raw"].null_count() == 0 and m["n"] == 3
     assert m["parse_failures"] + sum(v for k, v in m["histogram"].items() if k != "unparsed") == 3
     assert not math.isnan(m["parse_failure_rate"])
 
 
-def test_augment_with_a_real_engine(tiny_engine, tmp_path):
+def test_augment_with_a_real_engine(tiny_engine, tiny_model, tmp_path):
     seg = tmp_path / "segments.parquet"
     pl.DataFrame({"segment_id": ["a", "b"], "text": ["Boil the egg for nine minutes.", "Rain is condensed vapour."]}
                  ).write_parquet(seg)
@@ -56,7 +66,8 @@ def test_augment_with_a_real_engine(tiny_engine, tmp_path):
     for name in ("first", "again"):  # chunk i samples with seed + i: the same candidates every time
         d = tmp_path / name
         m = run_augment(seg, tiny_engine, cfg, PromptsConfig(), candidates_path=d / "c.parquet",
-                        rejected_path=d / "r.parquet", metrics_path=d / "a.json")
+                        rejected_path=d / "r.parquet", metrics_path=d / "a.json", engine_cfg=ENGINE,
+                        model_dir=tiny_model)
         assert m["segments_in"] == 2 and m["kept"] == 2
         runs.append(pl.read_parquet(d / "c.parquet"))
     assert runs[0].equals(runs[1])

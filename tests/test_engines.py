@@ -7,8 +7,10 @@ import math
 
 import pytest
 
-import humpback.engines as engines
-from humpback.engines import EngineConfig, Sampling, load_engine, select_backend
+import humpback.engines.loader as engines
+from humpback.engines.base import Sampling
+from humpback.engines.config import EngineConfig
+from humpback.engines.loader import load_engine, select_backend
 from humpback.engines.prompting import CUT_MARK, choice_plan, encode
 from humpback.errors import ConfigError
 from humpback.prompts import chat

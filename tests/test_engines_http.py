@@ -8,7 +8,8 @@ import threading
 import pytest
 from stub_server import StubServer
 
-from humpback.engines import EngineError, OpenAIConfig, Sampling
+from humpback.engines.base import EngineError, Sampling
+from humpback.engines.config import OpenAIConfig
 from humpback.engines.openai_engine import LogprobsUnsupported, OpenAIEngine
 from humpback.prompts import chat
 

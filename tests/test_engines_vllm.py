@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from humpback.engines import EngineConfig, Sampling, load_engine
+from humpback.engines.base import Sampling
+from humpback.engines.config import EngineConfig
+from humpback.engines.loader import load_engine
 from humpback.prompts import chat
 
 pytestmark = pytest.mark.gpu

@@ -13,6 +13,13 @@ from humpback.evaluation.report import ReportPaths, build_report
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _paths(root: Path) -> ReportPaths:
+    return ReportPaths(eval_metrics=root / "metrics/eval", curation_metrics=root / "metrics/curation",
+                       seed=root / "data/prepared/seed.parquet", curated=root / "data/curated",
+                       plots=root / "metrics/plots", report=root / "metrics/report",
+                       curation_quality=root / "metrics/curation_quality.json")
+
+
 def make_inputs(root: Path, models=("base", "m0", "it1", "it2"), iterations=("it1", "it2")):
     for i, m in enumerate(models):
         p = root / "metrics/eval" / f"{m}.json"
@@ -36,7 +43,7 @@ def make_inputs(root: Path, models=("base", "m0", "it1", "it2"), iterations=("it
 
 def test_report_writes_plots_png_and_html(tmp_path):
     make_inputs(tmp_path)
-    paths = ReportPaths(**{f: tmp_path / getattr(ReportPaths(), f) for f in ReportPaths.__dataclass_fields__})
+    paths = _paths(tmp_path)
     data = build_report(["base", "m0", "it1", "it2"], ["it1", "it2"], paths)
     wr = json.loads((tmp_path / "metrics/plots/win_rate.json").read_text())
     assert [r["model"] for r in wr] == ["base", "m0", "it1", "it2"] and wr[3]["win_rate"] == 74
@@ -57,7 +64,7 @@ def test_report_writes_plots_png_and_html(tmp_path):
 
 def test_report_requires_configured_inputs(tmp_path):
     make_inputs(tmp_path, models=("base", "m0"), iterations=("it1",))
-    paths = ReportPaths(**{f: tmp_path / getattr(ReportPaths(), f) for f in ReportPaths.__dataclass_fields__})
+    paths = _paths(tmp_path)
     build_report(["base", "m0"], ["it1"], paths)  # only what is configured is needed
     with pytest.raises(InputError, match="it1.json: file not found"):
         build_report(["base", "m0", "it1"], ["it1"], paths)

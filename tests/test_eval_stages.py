@@ -1,26 +1,22 @@
 """The generate and judge stage scripts end to end, with fake engines in place of real models."""
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 from test_eval_fakes import AnswerEngine, LongerJudge
 
+from humpback.engines import loader
 from humpback.evaluation import loading
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_stage(name, monkeypatch, *argv):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
-    module.main()
+def run_stage(name, monkeypatch, model):
+    dvc_stage.run(name, model)
 
 
 class ModelEngine(AnswerEngine):
@@ -49,17 +45,17 @@ def project(tmp_path, monkeypatch):
     )
     engines = []
 
-    def fake_model(path, params="params.yaml"):
+    def fake_model(path, params):
         engines.append(ModelEngine(path))
         return engines[-1]
 
-    monkeypatch.setattr(loading, "load_model_engine", fake_model)
+    monkeypatch.setattr(loader, "open_engine", fake_model)
     return tmp_path, engines
 
 
 def test_generate_writes_outputs_and_alpaca_export(project, monkeypatch):
     root, engines = project
-    run_stage("generate", monkeypatch, "--model", "it1")
+    run_stage("generate", monkeypatch, "it1")
     df = pl.read_parquet(root / "data/eval/outputs/it1.parquet")
     assert df.columns == ["prompt_id", "category", "instruction", "output", "generator"]
     assert df.height == 10 and df["category"].n_unique() == 8 and set(df["generator"]) == {"it1"}
@@ -73,29 +69,29 @@ def test_generate_writes_outputs_and_alpaca_export(project, monkeypatch):
     assert alpaca[0] == {"instruction": df["instruction"][0], "output": df["output"][0], "generator": "it1",
                          "dataset": df["category"][0]}
     # a re-run gives the same file
-    run_stage("generate", monkeypatch, "--model", "it1")
+    run_stage("generate", monkeypatch, "it1")
     assert pl.read_parquet(root / "data/eval/outputs/it1.parquet").equals(df)
 
 
 def test_generate_missing_model_is_a_clear_error(project, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
-        run_stage("generate", monkeypatch, "--model", "it2")
+        run_stage("generate", monkeypatch, "it2")
     assert e.value.code == 2
     assert "models/it2: model directory not found" in capsys.readouterr().err
 
 
 def test_judge_against_base(project, monkeypatch):
     root, _ = project
-    run_stage("generate", monkeypatch, "--model", "base")
-    run_stage("generate", monkeypatch, "--model", "it1")
+    run_stage("generate", monkeypatch, "base")
+    run_stage("generate", monkeypatch, "it1")
     judges = []
 
-    def fake_judge(cfg, params="params.yaml"):
+    def fake_judge(cfg, judge_dir, params):
         judges.append(LongerJudge(scale=1.0))
         return judges[-1]
 
     monkeypatch.setattr(loading, "load_judge_engine", fake_judge)
-    run_stage("judge", monkeypatch, "--model", "it1")
+    run_stage("judge", monkeypatch, "it1")
     j = pl.read_parquet(root / "data/eval/judgements/it1.parquet")
     assert j.height == 10 and (j["preference"] > 1.99).all()
     m = json.loads((root / "metrics/eval/it1.json").read_text())
@@ -106,26 +102,26 @@ def test_judge_against_base(project, monkeypatch):
 
     # the base model against itself: every pair identical, the judge is never loaded
     judges.clear()
-    run_stage("judge", monkeypatch, "--model", "base")
+    run_stage("judge", monkeypatch, "base")
     assert judges == []
     assert json.loads((root / "metrics/eval/base.json").read_text())["win_rate"] == 50
 
 
 def test_judge_against_alpaca_reference_file(project, monkeypatch, capsys):
     root, _ = project
-    run_stage("generate", monkeypatch, "--model", "it1")
+    run_stage("generate", monkeypatch, "it1")
     it1 = pl.read_parquet(root / "data/eval/outputs/it1.parquet")
     ref = [{"instruction": i, "output": "short", "generator": "text_davinci_003", "dataset": "x"}
            for i in it1["instruction"][:4]]
     (root / "davinci.json").write_text(json.dumps(ref))
     with open(root / "params.yaml", "a") as f:
         f.write("  reference: ./davinci.json\n")
-    monkeypatch.setattr(loading, "load_judge_engine", lambda cfg, params="params.yaml": LongerJudge(scale=1.0))
-    run_stage("judge", monkeypatch, "--model", "it1")
+    monkeypatch.setattr(loading, "load_judge_engine", lambda cfg, judge_dir, params: LongerJudge(scale=1.0))
+    run_stage("judge", monkeypatch, "it1")
     m = json.loads((root / "metrics/eval/it1.json").read_text())
     assert m["n_total"] == 4 and m["n_missing_reference"] == 6 and m["reference"] == "davinci"
 
     (root / "davinci.json").write_text(json.dumps([{"instruction": "unrelated", "output": "x"}]))
     with pytest.raises(SystemExit):
-        run_stage("judge", monkeypatch, "--model", "it1")
+        run_stage("judge", monkeypatch, "it1")
     assert "no reference answer matches" in capsys.readouterr().err

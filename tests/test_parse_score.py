@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from humpback.curation import parse_score
+from humpback.curation.parse import parse_score
 
 JUDGE_OUTPUTS = [
     # (judge text, expected)

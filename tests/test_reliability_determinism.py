@@ -14,7 +14,8 @@ from humpback.augment import AugmentConfig, FilterConfig, GenerationConfig, run_
 from humpback.curation.config import JudgeSampling, ScoreConfig, SelectConfig
 from humpback.curation.scoring import run_score
 from humpback.curation.selection import run_select
-from humpback.engines import EngineConfig, load_engine
+from humpback.engines.config import EngineConfig
+from humpback.engines.loader import load_engine
 from humpback.prompts import PromptsConfig
 
 pytest_plugins = ["reliability_plugin"]
@@ -45,13 +46,14 @@ def pipeline(model: Path, out: Path, segments: Path) -> dict:
             segments, engine, AugmentConfig(chunk_size=3, seed=5, sampling=GenerationConfig(max_new_tokens=10),
                                             filter=PERMISSIVE),
             prompts, candidates_path=out / "candidates.parquet", rejected_path=out / "rejected.parquet",
-            metrics_path=out / "augment.json", model_dir=model)
+            metrics_path=out / "augment.json", engine_cfg=ENGINE, model_dir=model)
         metrics["score"] = run_score(out / "candidates.parquet", engine, ScoreConfig(mode="logprob", chunk_size=4), prompts,
-                                     scores_path=out / "scores.parquet", metrics_path=out / "scores.json", model_dir=model)
+                                     scores_path=out / "scores.parquet", metrics_path=out / "scores.json",
+                                     engine_cfg=ENGINE, model_dir=model)
         gen = ScoreConfig(mode="generate", chunk_size=4, seed=3, sampling=JudgeSampling(max_new_tokens=8))
         metrics["score_generate"] = run_score(out / "candidates.parquet", engine, gen, prompts,
                                               scores_path=out / "scores_gen.parquet", metrics_path=out / "scores_gen.json",
-                                              model_dir=model)
+                                              engine_cfg=ENGINE, model_dir=model)
     metrics["select"] = run_select(out / "scores.parquet", SelectConfig(threshold=1.0, top_share=0.5),
                                    curated_path=out / "curated.parquet", metrics_path=out / "curation.json")
     return metrics

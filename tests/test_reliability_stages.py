@@ -12,9 +12,9 @@ import gzip
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 import reliability_plugin as ledger
@@ -26,29 +26,24 @@ PAIR = {"instruction": "How do I boil an egg?", "output": "Put it in boiling wat
 DOC = "# Eggs\n\n## Boiling eggs\n\n" + "Put the eggs in boiling water for nine minutes, then cool them. " * 8
 
 
-def run_stage(cwd: Path, name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+def run_stage(cwd: Path, stage: str, key: str | None = None, *extra: str) -> subprocess.CompletedProcess:
+    """The dvc.yaml command of `stage` (`key` names a foreach item) run as DVC runs it."""
+    return dvc_stage.run_subprocess(stage, key, *extra, cwd=cwd, timeout=300)
 
 
-def run_in_process(cwd: Path, name: str, *args: str, monkeypatch, capsys) -> subprocess.CompletedProcess:
-    """The same script run inside the test process: for stages whose imports (torch, scikit-learn)
+def run_in_process(cwd: Path, stage: str, key: str | None = None, *extra: str, monkeypatch,
+                   capsys) -> subprocess.CompletedProcess:
+    """The same command run inside the test process: for stages whose imports (torch, scikit-learn)
     would cost seconds per subprocess. Same exit status and stderr contract."""
-    import importlib.util
-
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
-    spec = importlib.util.spec_from_file_location(f"stage_{name}_reliability", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     capsys.readouterr()
     code = 0
     try:
-        module.main()
+        dvc_stage.run(stage, key, *extra)
     except SystemExit as e:
         code = e.code
     err = capsys.readouterr().err
-    return subprocess.CompletedProcess([name, *args], code, "", err)
+    return subprocess.CompletedProcess([stage, *extra], code, "", err)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -114,7 +109,7 @@ def test_seed_stage_faults_keep_the_previous_outputs(tmp_path):
     fails_cleanly(tmp_path, k, "params.yaml not valid YAML", "seed", (), ("params.yaml", "not valid YAML", "line"), good)
 
     params(tmp_path, "seed:\n  sources:\n    - {path: pairs.jsonl}\n")
-    fails_cleanly(tmp_path, k, "missing params file", "seed", ("--params", "nope.yaml"), ("nope.yaml", "not found"), good)
+    fails_cleanly(tmp_path, k, "missing params file", "seed", (None, "--params", "nope.yaml"), ("nope.yaml", "not found"), good)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -159,25 +154,25 @@ def _scores(path: Path) -> None:
 def test_select_stage_faults_keep_the_previous_outputs(tmp_path):
     _scores(tmp_path / "data/scores/it1.parquet")
     params(tmp_path, "select:\n  threshold: 3\n")
-    assert run_stage(tmp_path, "select_pairs", "--iteration", "it1").returncode == 0
+    assert run_stage(tmp_path, "select", "it1").returncode == 0
     good = snapshot(tmp_path)
     assert "data/curated/it1.parquet" in good and "metrics/curation/it1.json" in good
 
     k = "stage select"
     params(tmp_path, "select:\n  threshold: 5\n")
-    fails_cleanly(tmp_path, k, "threshold that keeps nothing", "select_pairs", ("--iteration", "it1"),
+    fails_cleanly(tmp_path, k, "threshold that keeps nothing", "select", ("it1",),
                   ("it1.parquet", "threshold 5 keeps no pair out of 3", "select.threshold"), good)
     params(tmp_path, "select:\n  treshold: 3\n")
-    fails_cleanly(tmp_path, k, "unknown param key", "select_pairs", ("--iteration", "it1"),
+    fails_cleanly(tmp_path, k, "unknown param key", "select", ("it1",),
                   ("params.yaml", "select: unknown key(s) treshold"), good)
     params(tmp_path, "select:\n  top_share: 2\n")
-    fails_cleanly(tmp_path, k, "share above 1", "select_pairs", ("--iteration", "it1"), ("select.top_share",), good)
+    fails_cleanly(tmp_path, k, "share above 1", "select", ("it1",), ("select.top_share",), good)
     params(tmp_path, "select:\n  threshold: 3\n")
-    fails_cleanly(tmp_path, k, "scores of a missing iteration", "select_pairs", ("--iteration", "it9"),
+    fails_cleanly(tmp_path, k, "scores of a missing iteration", "select", ("it9",),
                   ("it9.parquet", "file not found"), good)
     pl.DataFrame({"segment_id": ["a"], "instruction": ["i"], "output": ["o"]}).write_parquet(tmp_path / "data/scores/it2.parquet")
     good = snapshot(tmp_path)
-    fails_cleanly(tmp_path, k, "scores without a score column", "select_pairs", ("--iteration", "it2"),
+    fails_cleanly(tmp_path, k, "scores without a score column", "select", ("it2",),
                   ("it2.parquet", "missing column(s) score"), good)
 
 
@@ -198,22 +193,22 @@ def test_eval_stages_bad_prompts_and_references(tmp_path, monkeypatch, capsys):
 
     (tmp_path / "prompts.jsonl").write_text('{"id": "a", "instruction": "Hi"}\n{"id": "a", "instruction": "Ho"}\n')
     params(tmp_path, "eval:\n  prompts: prompts.jsonl\n")
-    fails_cleanly(tmp_path, k, "eval prompts with a duplicate id", "generate", ("--model", "base"),
+    fails_cleanly(tmp_path, k, "eval prompts with a duplicate id", "generate", ("base",),
                   ("prompts.jsonl", "record 1", "duplicate id 'a'"), snapshot(tmp_path), runner=inproc)
     (tmp_path / "prompts.jsonl").write_bytes(b'{"id": "a", "instruction": "caf\xe9"}\n')
-    fails_cleanly(tmp_path, k, "eval prompts in latin-1", "generate", ("--model", "base"),
+    fails_cleanly(tmp_path, k, "eval prompts in latin-1", "generate", ("base",),
                   ("prompts.jsonl", "not valid UTF-8"), snapshot(tmp_path), runner=inproc)
 
     _outputs(tmp_path / "data/eval/outputs/it1.parquet", ["a", "b"], ["x", "y"])
     (tmp_path / "ref.json").write_text(json.dumps([{"instruction": "a", "output": "x"}, {"instruction": "b", "output": 7}]))
     params(tmp_path, "judge:\n  reference: ref.json\n")
-    fails_cleanly(tmp_path, k, "reference with a number as output", "judge", ("--model", "it1"),
+    fails_cleanly(tmp_path, k, "reference with a number as output", "judge", ("it1",),
                   ("ref.json", "record 1", "'output' must be a string"), snapshot(tmp_path), runner=inproc)
     (tmp_path / "ref.json").write_text(json.dumps([{"instruction": "zzz", "output": "x"}]))
-    fails_cleanly(tmp_path, k, "reference matching no instruction", "judge", ("--model", "it1"),
+    fails_cleanly(tmp_path, k, "reference matching no instruction", "judge", ("it1",),
                   ("ref.json", "no reference answer matches"), snapshot(tmp_path), runner=inproc)
     params(tmp_path, "judge:\n  reference: ref.json\n  mode: sometimes\n")
-    fails_cleanly(tmp_path, k, "judge mode not in the choices", "judge", ("--model", "it1"),
+    fails_cleanly(tmp_path, k, "judge mode not in the choices", "judge", ("it1",),
                   ("params.yaml", "judge.mode", "'sometimes'"), snapshot(tmp_path), runner=inproc)
 
 
@@ -230,19 +225,19 @@ def test_model_stages_bad_input(tmp_path, tiny_model_dir, monkeypatch, capsys):
     seg = tmp_path / "data/prepared/segments.parquet"
     seg.parent.mkdir(parents=True)
     pl.DataFrame({"segment_id": ["a", "a"], "text": ["one", "two"]}).write_parquet(seg)
-    fails_cleanly(tmp_path, k, "segments with a duplicate id", "augment", ("--model", model),
+    fails_cleanly(tmp_path, k, "segments with a duplicate id", "augment", (None, "--model", model),
                   ("segments.parquet", "record a", "duplicate segment_id"), snapshot(tmp_path), runner=inproc)
     cand = tmp_path / "data/augmented/candidates.parquet"
     cand.parent.mkdir(parents=True)
     pl.DataFrame({"segment_id": ["a"], "instruction": ["i"]}).write_parquet(cand)
-    fails_cleanly(tmp_path, k, "candidates without an output column", "score", ("--iteration", "it1", "--model", model),
+    fails_cleanly(tmp_path, k, "candidates without an output column", "score", ("it1", "--model", model),
                   ("candidates.parquet", "missing column(s) output"), snapshot(tmp_path), runner=inproc)
-    fails_cleanly(tmp_path, k, "scoring model missing", "score", ("--iteration", "it1", "--model", "models/m0"),
+    fails_cleanly(tmp_path, k, "scoring model missing", "score", ("it1", "--model", "models/m0"),
                   ("models/m0", "scoring model not found"), snapshot(tmp_path), runner=inproc)
 
 
-@pytest.mark.parametrize("stage,args", [("seed", ()), ("corpus", ()), ("select_pairs", ("--iteration", "it1")),
-                                        ("score", ("--iteration", "it1", "--model", "m")), ("augment", ())])
+@pytest.mark.parametrize("stage,args", [("seed", ()), ("corpus", ()), ("select", ("it1",)),
+                                        ("score", ("it1", "--model", "m")), ("augment", ())])
 def test_unknown_section_stops_every_stage(tmp_path, stage, args):
     params(tmp_path, "seed: {}\nbogus_section: {a: 1}\n")
     (tmp_path / "m").mkdir()
@@ -258,6 +253,7 @@ def test_augment_that_rejects_everything_keeps_the_previous_candidates(tmp_path)
     are written for diagnosis, and the candidates of the previous run are not replaced by an empty file."""
     from humpback.augment import AugmentConfig, run_augment
     from humpback.engines.base import Engine
+    from humpback.engines.config import EngineConfig
     from humpback.errors import EmptyResultError
     from humpback.prompts import PromptsConfig
 
@@ -273,9 +269,12 @@ def test_augment_that_rejects_everything_keeps_the_previous_candidates(tmp_path)
     cand = tmp_path / "candidates.parquet"
     pl.DataFrame({"segment_id": ["old"], "instruction": ["i"], "output": ["o"]}).write_parquet(cand)
     before = cand.read_bytes()
+    backward = tmp_path / "backward"  # the fake engine's model: only its identity is read
+    backward.mkdir()
     with pytest.raises(EmptyResultError, match="meta_instruction 2") as info:
         run_augment(seg, Echo(), AugmentConfig(), PromptsConfig(), candidates_path=cand,
-                    rejected_path=tmp_path / "rejected.parquet", metrics_path=tmp_path / "augment.json")
+                    rejected_path=tmp_path / "rejected.parquet", metrics_path=tmp_path / "augment.json",
+                    engine_cfg=EngineConfig(), model_dir=backward)
     assert cand.read_bytes() == before
     assert pl.read_parquet(tmp_path / "rejected.parquet").height == 2
     ledger.fault("stage augment/score", "every generated instruction degenerate",

@@ -3,8 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from humpback.evaluation import win_rate
-from humpback.evaluation.metrics import lc_win_rate, length_feature
+from humpback.evaluation.metrics import lc_win_rate, length_feature, win_rate
 
 
 def test_hand_computed_mixed_soft():

@@ -22,6 +22,15 @@ def _preset(args: argparse.Namespace) -> None:
     print(f"{args.params}: applied {args.preset} ({', '.join(sections)})")
 
 
+def _stage_deps(args: argparse.Namespace) -> None:
+    from humpback import stage_deps
+
+    if args.fix:
+        changed = stage_deps.fix()
+        print(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: nothing to change")
+    raise SystemExit(stage_deps.report())
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="humpback", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -32,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("preset", help="e.g. configs/tiny.yaml or configs/paper.yaml")
     p.add_argument("--params", default="params.yaml")
     p.set_defaults(fn=_preset)
+    p = sub.add_parser("stage-deps", help="compare each dvc.yaml stage's code deps with its command's imports")
+    p.add_argument("--fix", action="store_true", help="rewrite the code deps of dvc.yaml to the import closures")
+    p.set_defaults(fn=_stage_deps)
     args = ap.parse_args(argv)
     try:
         args.fn(args)

@@ -49,6 +49,8 @@ class Iteration:
 class IterationsConfig(dict):
     """`iterations: {it1: {prev: m0}, it2: {prev: it1}}`: a mapping, so it gets its own parser."""
 
+    DEFAULT = {"it1": {"prev": "m0"}, "it2": {"prev": "it1"}}  # the paper's two iterations
+
     @classmethod
     def from_raw(cls, raw: Any, where: str) -> IterationsConfig:
         if not isinstance(raw, dict) or not raw:
@@ -180,6 +182,12 @@ def section_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def default_section(name: str, cls: type | None = None) -> Any:
+    """A section with every key at its code default (what a params file without it means)."""
+    cls = cls or section_class(name)
+    return convert(getattr(cls, "DEFAULT", {}), cls, name)
+
+
 def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | None = None) -> T:
     """Read one section; a missing section means all defaults."""
     if name not in SECTIONS:
@@ -187,8 +195,8 @@ def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | No
     data = read_params(path)
     cls = cls or section_class(name)
     raw = data.get(name)
-    if raw is None and dataclasses.is_dataclass(cls):
-        raw = {}
+    if raw is None:
+        return default_section(name, cls)
     try:
         return convert(raw, cls, name)
     except ConfigError as e:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from humpback.engines.base import Messages
+Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": ...}, ...]
 
 SEED_TAG = "Answer in the style of an AI Assistant."
 AUGMENTED_TAG = "Answer with knowledge from web search."
@@ -42,13 +42,12 @@ SCORE_PREFIX = "Score: "
 class PromptsConfig:
     seed_tag: str = SEED_TAG
     augmented_tag: str = AUGMENTED_TAG
-    # At inference the two tags are joined (best in the paper's ablation). Empty = seed + " " + augmented.
-    inference_system: str = ""
+    # The system prompt at inference: the two tags joined (best in the paper's ablation); "" = none.
+    # Its own key, so the answers depend on it alone and not on the training tags.
+    inference_system: str = f"{SEED_TAG} {AUGMENTED_TAG}"
     backward_template: str = BACKWARD_TEMPLATE
     curation_template: str = CURATION_TEMPLATE
 
-    def inference_system_prompt(self) -> str:
-        return self.inference_system or f"{self.seed_tag} {self.augmented_tag}"
 
 
 def chat(user: str, system: str | None = None, assistant: str | None = None) -> Messages:

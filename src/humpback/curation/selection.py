@@ -7,8 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
+from humpback.curation.bins import histogram
 from humpback.curation.config import SelectConfig
-from humpback.curation.scoring import histogram
 from humpback.errors import ConfigError, EmptyResultError
 from humpback.io import read_table, write_json, write_parquet
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from humpback.errors import HumpbackError
+from humpback.prompts import Messages
 
-Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": ...}, ...]
+__all__ = ["Engine", "EngineError", "Messages", "Sampling"]
 
 
 @dataclass

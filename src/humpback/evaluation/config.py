@@ -52,9 +52,9 @@ class EvalConfig:
 
 @dataclass
 class JudgeConfig:
-    # "base" = data/eval/outputs/base.parquet (the base model's own answers), another model name,
-    # or a path to any outputs file (Parquet/JSONL with instruction+output, or AlpacaEval JSON).
-    reference: str = "base"
+    # The reference answers: a model's outputs (data/eval/outputs/<model>.parquet) or any outputs
+    # file (Parquet/JSONL with instruction+output, or AlpacaEval JSON). dvc.yaml passes it to judge.
+    reference: str = "data/eval/outputs/base.parquet"
     # The judge: a model name under models/ ("base"), a model directory, or, with base_url set,
     # the model name served by an OpenAI-compatible endpoint.
     model: str = "base"

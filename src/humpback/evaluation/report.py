@@ -21,13 +21,15 @@ BINS = ["1", "2", "3", "4", "5", "unparsed"]
 
 @dataclass
 class ReportPaths:
-    eval_metrics: Path = Path("metrics/eval")  # <model>.json
-    curation_metrics: Path = Path("metrics/curation")  # <iteration>.json
-    seed: Path = Path("data/prepared/seed.parquet")
-    curated: Path = Path("data/curated")  # <iteration>.parquet
-    plots: Path = Path("metrics/plots")
-    report: Path = Path("metrics/report")
-    curation_quality: Path = Path("metrics/curation_quality.json")
+    """Every path the report reads or writes; dvc.yaml passes each one to the stage."""
+
+    eval_metrics: Path  # <model>.json
+    curation_metrics: Path  # <iteration>.json
+    seed: Path
+    curated: Path  # <iteration>.parquet
+    plots: Path
+    report: Path
+    curation_quality: Path
 
 
 @dataclass
@@ -207,8 +209,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
     write_text(page, path)
 
 
-def build_report(models: list[str], iterations: list[str], paths: ReportPaths | None = None, **label_opts) -> ReportData:
-    paths = paths or ReportPaths()
+def build_report(models: list[str], iterations: list[str], paths: ReportPaths, **label_opts) -> ReportData:
     data = collect(models, iterations, paths, **label_opts)
     write_plot_data(data, paths.plots)
     render_png(data, paths.report / "report.png")

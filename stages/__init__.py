@@ -1,0 +1,1 @@
+"""The pipeline's stage scripts, one per DVC stage; importable so tests run them in-process."""

@@ -1,12 +1,15 @@
 """The params loader: typed sections, and errors that name the file and the key."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
-from humpback.config import apply_preset, convert, load_section, read_params, validate_all
+from humpback.config import SECTIONS, apply_preset, convert, load_section, read_params, validate_all
 from humpback.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -131,3 +134,23 @@ def test_non_finite_numbers_are_rejected(value):
     raw = YAML(typ="safe").load(f"rate: {value}")
     with pytest.raises(ConfigError, match="sec.rate: expected a finite number"):
         convert(raw, Section, "sec")
+
+
+def test_code_defaults_are_the_shipped_params():
+    """Every key of params.yaml holds its code default: a section left out of a preset or a test's
+    params means exactly what the shipped file says."""
+    import dataclasses
+
+    from humpback.config import default_section, read_params
+
+    def diff(a, b, where):
+        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            return [d for f in dataclasses.fields(a) for d in diff(getattr(a, f.name), getattr(b, f.name),
+                                                                  f"{where}.{f.name}")]
+        return [] if a == b else [f"{where}: params.yaml {a!r} != code {b!r}"]
+
+    path = ROOT / "params.yaml"
+    data = read_params(path)
+    assert set(data) == set(SECTIONS)  # the shipped file names every section
+    problems = [d for name in data for d in diff(load_section(name, path), default_section(name), name)]
+    assert problems == []

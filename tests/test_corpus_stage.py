@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 
@@ -81,7 +81,7 @@ def test_empty_result_and_source_faults_leave_no_output(tmp_path):
     # a missing second source is found after the first was read: still nothing written
     bad = CorpusConfig(sources=[SourceConfig(kind="table", path=str(dump)),
                                 SourceConfig(kind="html", path=str(tmp_path / "nope"))], min_chars=200)
-    with pytest.raises(InputError, match="nope: does not exist"):
+    with pytest.raises(InputError, match="nope: file not found"):
         prepare_corpus(bad, seg, rej)
     assert not seg.exists() and not rej.exists()
     assert not list((tmp_path / "out").iterdir())  # no temporary files left either
@@ -133,8 +133,7 @@ def test_synthetic_html_site_goes_through_the_html_source(tmp_path):
 
 def _run_stage(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     # exactly the dvc.yaml command, run from the project root of a scratch copy
-    return subprocess.run([sys.executable, str(ROOT / "stages" / "corpus.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return dvc_stage.run_subprocess("corpus", None, *args, cwd=cwd, timeout=300)
 
 
 def test_stage_script_writes_outputs_and_reports_errors(tmp_path):
@@ -151,7 +150,7 @@ def test_stage_script_writes_outputs_and_reports_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("corpus:\n  sources:\n    - {kind: table, path: missing.jsonl}\n")
     failed = _run_stage(tmp_path, "--params", "bad.yaml", "--out", "o.parquet")
     assert failed.returncode == 2
-    assert failed.stderr.strip() == "error: missing.jsonl: does not exist"
+    assert failed.stderr.strip() == "error: missing.jsonl: file not found"
     assert not (tmp_path / "o.parquet").exists()
 
 

@@ -1,8 +1,7 @@
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 
@@ -78,11 +77,7 @@ def test_report_stage_with_curation_labels(tmp_path, monkeypatch):
     pl.DataFrame({"segment_id": ["s0", "s1", "s2", "s3", "s9"], "score": [5, 2, 5, 5, 1]}).write_parquet("labels.parquet")
     Path("params.yaml").write_text("iterations:\n  it1: {prev: m0}\n  it2: {prev: it1}\n"
                                    "eval:\n  curation_labels: labels.parquet\n")
-    spec = importlib.util.spec_from_file_location("stage_report", ROOT / "stages/report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", ["report.py"])
-    module.main()
+    dvc_stage.run("report")
     q = json.loads(Path("metrics/curation_quality.json").read_text())
     # it1 keeps s0 s1 s2: 2 of 3 good; good = s0 s2 s3 -> recall 2/3
     assert q["iterations"]["it1"]["precision"] == pytest.approx(2 / 3)

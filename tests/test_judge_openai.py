@@ -1,11 +1,10 @@
 """The judge through the OpenAI-compatible HTTP engine, against a stub server on 127.0.0.1."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 from stub_server import StubServer
@@ -67,7 +66,7 @@ def test_openai_judge_against_stub(project, monkeypatch, logprobs):
     monkeypatch.setenv("JUDGE_KEY", "sekret")
     try:
         cfg = JudgeConfig(base_url=stub.url, model="judge-model", api_key_env="JUDGE_KEY")
-        with load_judge_engine(cfg) as engine:
+        with load_judge_engine(cfg, "models/unused", "params.yaml") as engine:
             out = PairwiseJudge(engine, cfg).judge(pairs())
     finally:
         stub.close()
@@ -100,12 +99,8 @@ def test_judge_stage_with_endpoint(project, monkeypatch):
         generator=pl.lit("base")).write_parquet(out_dir / "base.parquet")
     with open("params.yaml", "a") as f:
         f.write(f"judge:\n  base_url: {stub.url}\n  model: big-judge\n")
-    spec = importlib.util.spec_from_file_location("stage_judge_http", ROOT / "stages/judge.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", ["judge.py", "--model", "it1"])
     try:
-        module.main()
+        dvc_stage.run("judge", "it1")
     finally:
         stub.close()
     m = json.loads(Path("metrics/eval/it1.json").read_text())

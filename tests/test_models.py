@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from humpback.config import convert
 from humpback.errors import ConfigError, InputError
 from humpback.models import BaseModelConfig, ModelRef, TinyConfig, load_model, load_tokenizer, prepare_base, resolve
 
@@ -30,8 +31,11 @@ def test_local_path_becomes_a_pointer_not_a_copy(tmp_path):
 
 def test_hub_id_pointer_and_bad_sources(tmp_path):
     assert prepare_base(BaseModelConfig(source="org/model-7b"), tmp_path / "b").base == "org/model-7b"
-    with pytest.raises(ConfigError, match="neither embedded, tiny, a path nor a hub id"):
+    with pytest.raises(ConfigError, match="neither embedded, tiny, an existing path nor a hub id"):
         prepare_base(BaseModelConfig(source="./missing/dir"), tmp_path / "c")
+    # the params check says so before any stage runs
+    with pytest.raises(ConfigError, match=r"base_model.source: './missing/dir' is neither embedded"):
+        convert({"source": "./missing/dir"}, BaseModelConfig, "base_model")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no config.json"):

@@ -150,7 +150,7 @@ OASST = [
      ["line 2", "rank must be an integer or null"]),
     ("flat", "object as message_id", jsonl(msg({"x": 1}, "prompter")), ["line 1", "usable message_id"]),
     ("flat", "deleted as string", jsonl(msg("a", "prompter", deleted="yes")), ["line 1", "deleted must be"]),
-    ("flat", "empty file", "", ["no messages"]),
+    ("flat", "empty file", "", ["no records"]),
     ("trees", "prompt is a string", jsonl({"prompt": "hi"}), ["line 1", "'prompt' must be a message object"]),
     ("trees", "replies is an object", jsonl({"prompt": {**msg("a", "prompter"), "replies": {"b": 1}}}),
      ["line 1, message a", "'replies' must be a list"]),
@@ -236,7 +236,7 @@ def test_corpus_table_source_faults(tmp_path):
     expect_error(r, "empty file", lambda: corpus(tmp_path, "table", write(tmp_path / "e.jsonl", b"")), "e.jsonl", "no records")
     expect_error(r, "first record without the text column",
                  lambda: corpus(tmp_path, "table", write(tmp_path / "c.jsonl", jsonl({"id": 1, "body": GOOD_DOC}))),
-                 "c.jsonl", "line 1", "no 'text' field", "set text_column")
+                 "c.jsonl", "line 1", "missing key(s) text; has: id, body", "set text_column")
     expect_error(r, "binary junk (every line undecodable)",
                  lambda: corpus(tmp_path, "table", write(tmp_path / "j.jsonl", JUNK)), "no segment survived", "undecodable",
                  kind=EmptyResultError)
@@ -247,7 +247,7 @@ def test_corpus_table_source_faults(tmp_path):
     expect_error(r, "truncated file", lambda: corpus(tmp_path, "table", write(tmp_path / "cut.parquet", good.read_bytes()[:-10])),
                  "cut.parquet", "not a readable Parquet")
     expect_error(r, "no text column", lambda: corpus(tmp_path, "table", parquet(tmp_path / "n.parquet", {"body": ["x"]})),
-                 "n.parquet", "no 'text' column")
+                 "n.parquet", "missing column(s) text; has: body", "set text_column")
     expect_error(r, "zero rows", lambda: corpus(tmp_path, "table", parquet(tmp_path / "z.parquet", {"text": []})),
                  "z.parquet", "no records")
     m = corpus(tmp_path, "table", parquet(tmp_path / "nulls.parquet", {"id": ["a", "b"], "text": [GOOD_DOC, None]}))
@@ -289,7 +289,7 @@ def test_corpus_html_pages(tmp_path):
         ledger.bad_input("corpus HTML", case, outcome)
     expect_error("corpus HTML", "empty directory", lambda: corpus(tmp_path, "html", (tmp_path / "none").mkdir() or tmp_path / "none"),
                  "none", "directory has no .html")
-    expect_error("corpus HTML", "missing path", lambda: corpus(tmp_path, "html", tmp_path / "nowhere"), "nowhere", "does not exist")
+    expect_error("corpus HTML", "missing path", lambda: corpus(tmp_path, "html", tmp_path / "nowhere"), "nowhere", "file not found")
 
 
 # --------------------------------------------------------------------------- corpus WARC
@@ -341,13 +341,13 @@ def test_corpus_warc_faults(tmp_path):
 
 PROMPTS = [
     ("string records", '"hello"\n', "prompts.jsonl", ["line 1", "expected a JSON object"]),
-    ("integer instruction", jsonl({"id": 1, "instruction": 3}), "prompts.jsonl", ["record 0", "'instruction' must be a string"]),
-    ("empty instruction", jsonl({"id": 1, "instruction": "  "}), "prompts.jsonl", ["record 0", "empty 'instruction'"]),
-    ("missing instruction", jsonl({"id": 1, "prompt": "x"}), "prompts.jsonl", ["missing column 'instruction'"]),
+    ("integer instruction", jsonl({"id": 1, "instruction": 3}), "prompts.jsonl", ["record line 1", "'instruction' must be a string"]),
+    ("empty instruction", jsonl({"id": 1, "instruction": "  "}), "prompts.jsonl", ["record line 1", "empty 'instruction'"]),
+    ("missing instruction", jsonl({"id": 1, "prompt": "x"}), "prompts.jsonl", ["record line 1", "missing key(s) instruction"]),
     ("duplicate id", jsonl({"id": 1, "instruction": "a"}, {"id": 1, "instruction": "b"}), "prompts.jsonl",
-     ["record 1", "duplicate id '1'"]),
+     ["record line 2", "duplicate id '1'", "first at record line 1"]),
     ("null id", jsonl({"id": "a", "instruction": "a"}, {"id": None, "instruction": "b"}), "prompts.jsonl",
-     ["record 1", "missing 'id'"]),
+     ["record line 2", "missing 'id'"]),
     ("empty file", "", "prompts.jsonl", ["no records"]),
     ("binary junk", JUNK, "prompts.jsonl", ["not valid UTF-8"]),
     ("truncated gzip", gzip.compress(jsonl(*[{"instruction": "a"}] * 200).encode())[:-20], "prompts.jsonl.gz",
@@ -358,7 +358,7 @@ PROMPTS = [
     ("AlpacaEval JSON binary junk", JUNK, "eval.json", ["not valid UTF-8"]),
     ("AlpacaEval JSON latin-1", '[{"instruction": "café"}]'.encode("latin-1"), "eval.json", ["not valid UTF-8"]),
     ("AlpacaEval JSON nested 50k deep", "[" * 50_000 + "]" * 50_000, "eval.json", ["nested too deeply"]),
-    ("AlpacaEval JSON null record", "[null]", "eval.json", ["record 0", "expected an object"]),
+    ("AlpacaEval JSON null record", "[null]", "eval.json", ["record 0", "expected a JSON object, got NoneType"]),
     ("unsupported extension", "instruction\nhello\n", "prompts.csv", ["unsupported file type"]),
     ("Parquet junk", JUNK, "prompts.parquet", ["not a readable Parquet"]),
 ]
@@ -373,10 +373,10 @@ def test_eval_prompts(tmp_path, case, data, name, needles):
 OUTPUTS = [
     ("null instruction", [{"instruction": None, "output": "a"}], ["record 0", "'instruction' must be a string"]),
     ("number as output", [{"instruction": "a", "output": 3}], ["record 0", "'output' must be a string"]),
-    ("missing output", [{"instruction": "a"}], ["missing column 'output'"]),
+    ("missing output", [{"instruction": "a"}], ["record 0", "missing key(s) output"]),
     ("duplicate instruction", [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "c"}],
      ["record 1", "duplicate instruction"]),
-    ("list as record", [["a", "b"]], ["record 0", "expected an object"]),
+    ("list as record", [["a", "b"]], ["record 0", "expected a JSON object, got list"]),
     ("unpaired surrogate escape", '[{"instruction": "a", "output": "bad \\udc00"}]', ["record 0", "surrogate"]),
     ("truncated JSON", json.dumps([{"instruction": "a", "output": "b"}] * 20)[:-7], ["malformed JSON"]),
 ]
@@ -420,7 +420,9 @@ PARAMS = [
     ("latin-1 text", "seed:\n  lang: café\n".encode("latin-1"), ["not valid YAML"]),
     ("iteration loop", "iterations:\n  it1: {prev: it2}\n  it2: {prev: it1}\n", ["never reaches m0"]),
     ("iteration names an unknown model", "iterations:\n  it1: {prev: it0}\n", ["iterations.it1.prev", "'it0'"]),
-    ("top_share of 2", "select:\n  top_share: 2\n", None),  # accepted by the loader, refused by the select stage
+    ("top_share of 2", "select:\n  top_share: 2\n", ["select.top_share: 2 is out of range (must be >= 0 and <= 1)"]),
+    ("chunk size of 0", "score:\n  chunk_size: 0\n", ["score.chunk_size: 0 is out of range (must be >= 1)"]),
+    ("final lr ratio above 1", "train:\n  final_lr_ratio: 1.5\n", ["train.final_lr_ratio: 1.5 is out of range"]),
 ]
 
 

@@ -6,14 +6,13 @@ re-run after the server recovers asks only for the rest and completes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 import reliability_plugin as ledger
@@ -84,7 +83,7 @@ def project(tmp_path: Path, url: str) -> Path:
                  ).write_parquet(out / "base.parquet")
     (tmp_path / "params.yaml").write_text(
         "engine:\n  openai:\n    max_retries: 2\n    backoff: 0.01\n    timeout: 0.4\n    concurrency: 1\n"
-        f"judge:\n  reference: base\n  model: judge-model\n  base_url: {url}\n  chunk_size: {CHUNK}\n")
+        f"judge:\n  reference: data/eval/outputs/base.parquet\n  model: judge-model\n  base_url: {url}\n  chunk_size: {CHUNK}\n")
     return tmp_path
 
 
@@ -101,7 +100,7 @@ def one_error_line(stderr: str) -> str:
 
 def test_judge_stage_fails_clearly_keeps_parts_and_resumes(tmp_path, server):
     ws = project(tmp_path, server.url)
-    stage = [sys.executable, str(ROOT / "stages/judge.py"), "--model", "it1"]
+    stage = dvc_stage.command("judge", "it1", ws / "params.yaml")
     server.fail_after(2 * 4 + 1, "500")  # chunks 0 and 1 complete, chunk 2 fails on its second request
     proc = subprocess.run(stage, cwd=ws, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
@@ -134,13 +133,9 @@ def test_judge_stage_fails_clearly_keeps_parts_and_resumes(tmp_path, server):
 
 def run_judge_in_process(ws: Path, monkeypatch, capsys) -> tuple[int, str]:
     monkeypatch.chdir(ws)
-    monkeypatch.setattr(sys, "argv", ["judge.py", "--model", "it1"])
-    spec = importlib.util.spec_from_file_location("stage_judge_reliability", ROOT / "stages/judge.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     capsys.readouterr()
     try:
-        module.main()
+        dvc_stage.run("judge", "it1")
         code = 0
     except SystemExit as e:
         code = e.code

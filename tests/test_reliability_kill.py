@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 import reliability_plugin as ledger
@@ -78,12 +80,12 @@ def test_corpus_stage_killed_mid_write(tmp_path, big_dump, previous):
     (tmp_path / "params.yaml").write_text(PARAMS)
     if previous:
         make_corpus(tmp_path / "dump.jsonl", 20, seed=1)
-        done = subprocess.run([sys.executable, str(ROOT / "stages/corpus.py")], cwd=tmp_path, capture_output=True, text=True)
+        done = dvc_stage.run_subprocess("corpus", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     before = {rel: digest(tmp_path / rel) for rel in OUTS}
     (tmp_path / "dump.jsonl").unlink(missing_ok=True)
     (tmp_path / "dump.jsonl").symlink_to(big_dump)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/corpus.py")], cwd=tmp_path, start_new_session=True,
+    proc = subprocess.Popen(dvc_stage.command("corpus"), cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: writing(tmp_path), proc)
     kill_group(proc)
@@ -157,7 +159,7 @@ def test_dvc_sees_a_killed_stage_as_not_done(tmp_path, big_dump):
     (ws / "dvc.yaml").write_text(textwrap.dedent(f"""
         stages:
           corpus:
-            cmd: {sys.executable} {ROOT / 'stages/corpus.py'}
+            cmd: {shlex.join(dvc_stage.command("corpus"))}
             deps: [dump.jsonl]
             params: [corpus]
             outs: [{OUTS[0]}, {OUTS[1]}]

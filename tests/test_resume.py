@@ -11,14 +11,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "stages" / "score.py"
 N_PAIRS, CHUNK = 16, 2
 PARAMS = {
     "engine": {"backend": "transformers", "device": "cpu", "dtype": "float32", "batch_size": 2, "cpu_threads": 1},
@@ -38,8 +37,8 @@ def _workspace(path: Path) -> Path:
 
 
 def _cmd(model: Path) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--iteration", "it1", "--model", str(model), "--params", "params.yaml",
-            "--candidates", "candidates.parquet", "--out-dir", "scores", "--metrics-dir", "metrics"]
+    return [*dvc_stage.command("score", "it1"), "--model", str(model), "--candidates", "candidates.parquet",
+            "--out", "scores/it1.parquet", "--metrics", "metrics/it1.json"]
 
 
 def _env() -> dict:

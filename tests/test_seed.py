@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 
@@ -377,8 +377,7 @@ def test_nothing_kept_names_the_sources(tmp_path):
 
 def stage(tmp_path: Path, params: str) -> subprocess.CompletedProcess:
     (tmp_path / "params.yaml").write_text(params)
-    return subprocess.run([sys.executable, str(REPO / "stages" / "seed.py")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    return dvc_stage.run_subprocess("seed", cwd=tmp_path, timeout=120)
 
 
 def test_stage_writes_outputs(tmp_path):

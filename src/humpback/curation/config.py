@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from humpback.config import param
 from humpback.engines.base import Sampling
 
 
@@ -14,9 +15,9 @@ from humpback.engines.base import Sampling
 class JudgeSampling:
     # Kept apart from augment's sampling settings so that the score stages do not depend on
     # src/humpback/augment.py (a filter edit must not re-run the expensive scoring).
-    temperature: float = 0.7  # the paper's nucleus sampling
-    top_p: float = 0.9
-    max_new_tokens: int = 256  # a brief reasoning, then the score line
+    temperature: float = param(0.7, ge=0)  # the paper's nucleus sampling
+    top_p: float = param(0.9, gt=0, le=1)
+    max_new_tokens: int = param(256, ge=1)  # a brief reasoning, then the score line
 
     def sampling(self, seed: int) -> Sampling:
         return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
@@ -31,18 +32,19 @@ class ScoreConfig:
     mode: Literal["generate", "logprob"] = "logprob"
     # Judge sampling in generate mode (the paper's nucleus settings; reasoning plus the score line).
     sampling: JudgeSampling = field(default_factory=JudgeSampling)
-    chunk_size: int = 64  # pairs per resumable part
-    seed: int = 0  # chunk i samples with seed + i
+    chunk_size: int = param(64, ge=1)  # pairs per resumable part
+    seed: int = param(0, ge=0)  # chunk i samples with seed + i
 
 
 @dataclass
 class SelectConfig:
     # Keep pairs with score >= threshold. The paper's final model keeps only 5 (generate mode).
     # In logprob mode the score is an expected value, so fractional thresholds (4.5) make sense.
-    threshold: float = 4.0
-    max_examples: int = 0  # keep at most this many, best first (ties by segment_id); 0 = no cap
+    # The default keeps every scored pair and lets top_share make the cut (a 135M judge).
+    threshold: float = param(1.0, ge=0, le=5)
+    max_examples: int = param(0, ge=0)  # keep at most this many, best first (ties by segment_id); 0 = no cap
     # Keep at most this share of the scored pairs, best first; 0 = no cap. A small judge squeezes
     # its expected scores into a narrow band (SmolLM2-135M: about 3.3-3.7 for good and bad pairs
     # alike), so a relative cut keeps the pipeline meaningful where a fixed threshold keeps all or none.
-    top_share: float = 0.0
+    top_share: float = param(0.5, ge=0, le=1)
     allow_empty: bool = False  # a threshold that keeps nothing is an error unless this is true

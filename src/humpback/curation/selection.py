@@ -9,7 +9,7 @@ import polars as pl
 
 from humpback.curation.bins import histogram
 from humpback.curation.config import SelectConfig
-from humpback.errors import ConfigError, EmptyResultError
+from humpback.errors import EmptyResultError
 from humpback.io import read_table, write_json, write_parquet
 
 SCORE_COLUMNS = ["segment_id", "instruction", "output", "score"]
@@ -21,8 +21,6 @@ def select(scored: pl.DataFrame, cfg: SelectConfig, *, source: str = "scores") -
 
     Output columns: instruction, output, segment_id, score; in segment order unless capped.
     """
-    if not 0.0 <= cfg.top_share <= 1.0:
-        raise ConfigError(f"select.top_share: {cfg.top_share} is not a share between 0 and 1")
     valid = scored.filter(pl.col("score").is_not_null() & ~pl.col("score").is_nan())
     kept = valid.filter(pl.col("score") >= cfg.threshold)
     caps = [cfg.max_examples] if cfg.max_examples > 0 else []

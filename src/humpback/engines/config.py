@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from humpback.config import param
+
+# The LoRA ranks vLLM accepts for max_lora_rank.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
 
 @dataclass
 class VLLMConfig:
-    tensor_parallel_size: int = 1  # GPUs per replica (one model sharded over them)
-    data_parallel_size: int = 1  # replicas, each in its own process on its own GPUs; requests are split
-    gpu_memory_utilization: float = 0.9
-    max_model_len: int = 0  # 0 = the model's own limit
-    max_lora_rank: int = 64  # must be >= the rank of any adapter served
+    tensor_parallel_size: int = param(1, ge=1)  # GPUs per replica (one model sharded over them)
+    data_parallel_size: int = param(1, ge=1)  # replicas, each in its own process on its own GPUs; requests are split
+    gpu_memory_utilization: float = param(0.9, gt=0, le=1)
+    max_model_len: int = param(0, ge=0)  # 0 = the model's own limit
+    max_lora_rank: int = param(64, one_of=VLLM_LORA_RANKS)  # must be >= the rank of any adapter served
     enable_prefix_caching: bool = True  # scoring prompts share the long rubric prefix
     enforce_eager: bool = False  # skip CUDA graph capture (faster start, slower decode)
 
@@ -23,10 +28,10 @@ class OpenAIConfig:
     base_url: str = ""  # e.g. http://localhost:8000/v1
     model: str = ""  # the served model name; empty = the model directory's name
     api_key_env: str = "OPENAI_API_KEY"  # env var holding the key; unset = no Authorization header
-    timeout: float = 120.0  # seconds per request
-    max_retries: int = 5  # on timeouts, connection errors, 429 and 5xx
-    backoff: float = 1.0  # first wait in seconds, doubled each retry (a Retry-After header wins, capped at 60)
-    concurrency: int = 8  # requests in flight
+    timeout: float = param(120.0, gt=0)  # seconds per request
+    max_retries: int = param(5, ge=0)  # on timeouts, connection errors, 429 and 5xx
+    backoff: float = param(1.0, ge=0)  # first wait in seconds, doubled each retry (a Retry-After header wins, capped at 60)
+    concurrency: int = param(8, ge=1)  # requests in flight
     # How `assistant_prefix` reaches the model: continue = an assistant message plus vLLM's
     # continue_final_message; none = no prefix, read the first reply token; auto = continue, and
     # switch to none for good when the endpoint rejects the extra fields (HTTP 400/422).
@@ -37,8 +42,8 @@ class OpenAIConfig:
 class RayConfig:
     # Multi-node generation: Ray Data shards the requests over vLLM replicas (`pip install ray[data]`).
     address: str = ""  # ray.init address; empty = start or join the local cluster ("auto")
-    num_replicas: int = 1  # vLLM engine replicas
-    batch_size: int = 64  # requests per Ray Data batch
+    num_replicas: int = param(1, ge=1)  # vLLM engine replicas
+    batch_size: int = param(64, ge=1)  # requests per Ray Data batch
 
 
 @dataclass
@@ -47,15 +52,15 @@ class EngineConfig:
     backend: Literal["auto", "transformers", "vllm", "openai", "ray"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on CPUs with bf16 units and on GPUs
     device: str = "auto"  # transformers: auto (cuda if present) | cpu | cuda | cuda:1
-    batch_size: int = 16  # transformers: prompts per forward batch
+    batch_size: int = param(16, ge=1)  # transformers: prompts per forward batch
     # transformers on CPU: torch threads for this process; 0 = every core. OpenMP threads that
     # wait on each other collapse when other jobs share the cores (2 busy cores: 1 thread gave
     # 205 tokens/s, 2 threads 8), so set 1 on a shared machine.
-    cpu_threads: int = 0
+    cpu_threads: int = param(0, ge=0)
     # Longest prompt in tokens, chat template included; 0 = the model's context minus the reply.
     # An over-long prompt loses the middle of its last user message (the task text at its start and
     # the request at its end both survive), so a long web segment is shortened, not the rubric.
-    max_input_tokens: int = 2048
+    max_input_tokens: int = param(2048, ge=0)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     ray: RayConfig = field(default_factory=RayConfig)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from humpback.config import param
+
 # The judge sees one instruction and two answers and replies with the label of the better one.
 # Labels are the digits 1 and 2, single tokens in every tokenizer we use, so the next-token
 # probabilities after JUDGE_PREFIX give a soft verdict in one forward pass.
@@ -35,19 +37,19 @@ class EvalConfig:
     category_column: str = "category"  # missing column -> "general" (AlpacaEval JSON: its `dataset`)
     # Deterministic subset, balanced over categories (0 = all). 40 prompts x 128 new tokens keeps
     # the CPU default (four 135M models + the judge) to minutes.
-    max_prompts: int = 40
-    max_new_tokens: int = 128
-    temperature: float = 0.7  # the paper's nucleus sampling
-    top_p: float = 0.9
-    seed: int = 1234
-    chunk_size: int = 16  # prompts per resumable part
+    max_prompts: int = param(40, ge=0)
+    max_new_tokens: int = param(128, ge=1)
+    temperature: float = param(0.7, ge=0)  # the paper's nucleus sampling
+    top_p: float = param(0.9, gt=0, le=1)
+    seed: int = param(1234, ge=0)
+    chunk_size: int = param(16, ge=1)  # prompts per resumable part
     # Models compared and reported, each a directory models/<name>.
     models: list[str] = field(default_factory=lambda: ["base", "m0", "it1", "it2"])
     # Curation quality: a JSONL/Parquet of <id> -> label (bool) or score (1-5) from a stronger judge;
     # empty = not measured. A score counts as positive at >= curation_label_threshold.
     curation_labels: str = ""
     curation_id_column: str = "segment_id"
-    curation_label_threshold: int = 5
+    curation_label_threshold: int = param(5, ge=1, le=5)
 
 
 @dataclass
@@ -65,5 +67,10 @@ class JudgeConfig:
     template: str = JUDGE_TEMPLATE  # fields: {instruction}, {output_1}, {output_2}
     prefix: str = JUDGE_PREFIX  # the reply's start; the verdict label is the next token
     labels: list[str] = field(default_factory=lambda: ["1", "2"])
-    max_new_tokens: int = 16  # generate mode: a verdict is short
-    chunk_size: int = 16  # prompts per resumable part
+    max_new_tokens: int = param(16, ge=1)  # generate mode: a verdict is short
+    chunk_size: int = param(16, ge=1)  # prompts per resumable part
+
+    def problems(self) -> list[tuple[str, str]]:
+        if len(self.labels) != 2 or len(set(self.labels)) != 2 or not all(lab.strip() for lab in self.labels):
+            return [("labels", f"expected two distinct non-blank labels, got {self.labels!r}")]
+        return []

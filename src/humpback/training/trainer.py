@@ -112,8 +112,6 @@ def _load_model(base: str, cfg: TrainConfig):
 
 def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, cfg: TrainConfig) -> dict:
     """Fine-tune the base model in `base_dir` on `examples`; write the result to `out`; return metrics."""
-    if not 0 < cfg.final_lr_ratio <= 1:
-        raise ConfigError(f"train.final_lr_ratio: {cfg.final_lr_ratio} must be in (0, 1] (a share of the peak lr)")
     set_seed(cfg.seed)  # before the LoRA weights are drawn
     set_cpu_threads(cfg.cpu_threads)
     ref = resolve(base_dir)

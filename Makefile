@@ -1,5 +1,5 @@
 # Shortcuts; the README's two commands need nothing but Python and pip.
-.PHONY: install dev repro test test-all lint bench
+.PHONY: install dev repro test test-all lint bench lock
 
 install:
 	bash scripts/install.sh
@@ -21,3 +21,16 @@ lint:
 
 bench:
 	python bench/run.py
+
+# The pinned environment scripts/install.sh installs: requirements/runtime.txt (the pipeline) and
+# requirements/dev.txt (the same pins plus the test tools), resolved by uv (pip install uv) with the
+# settings in requirements/uv.toml. Existing pins are kept; `make lock LOCK_FLAGS=--upgrade` takes
+# the newest releases that fit pyproject.toml.
+UV ?= uv
+LOCK_FLAGS ?=
+lock:
+	$(UV) pip compile --config-file requirements/uv.toml $(LOCK_FLAGS) pyproject.toml -o requirements/runtime.txt
+	$(UV) pip compile --config-file requirements/uv.toml $(LOCK_FLAGS) pyproject.toml --extra dev \
+		-c requirements/runtime.txt -o requirements/dev.txt
+	@if grep -inE '^(torch|triton|nvidia|cuda)' requirements/runtime.txt requirements/dev.txt; then \
+		echo "the locks must not pin torch or its CUDA packages (see requirements/uv.toml)"; exit 1; fi

@@ -1,10 +1,9 @@
-"""Document readers: installed packages, HTML directories, WARC files, JSONL/Parquet dumps, and their faults."""
+"""Document readers: HTML directories, WARC files, JSONL/Parquet dumps, and their faults (packages: test_corpus_packages.py)."""
 
 from __future__ import annotations
 
 import gzip
 import json
-from email.message import Message
 from io import BytesIO
 
 import polars as pl
@@ -14,36 +13,12 @@ from warcio.warcwriter import WARCWriter
 
 from humpback.corpus.config import SourceConfig
 from humpback.corpus.decode import UndecodableError, decode_html
-from humpback.corpus.sources import DocReject, Document, Skip, _description, iter_source, sniff_markup
+from humpback.corpus.sources import DocReject, Document, Skip, iter_source
 from humpback.errors import InputError
 
 
 def items(kind: str, path, **kw):
     return list(iter_source(SourceConfig(kind=kind, path=str(path), **kw)))
-
-
-# ---------------------------------------------------------------- packages
-
-def test_packages_are_sorted_readmes_with_markup_and_url():
-    docs = items("packages", "")
-    real = [d for d in docs if isinstance(d, Document)]
-    assert len(real) > 20
-    keys = [d.doc_id.lower().replace("_", "-").replace(".", "-") for d in docs]
-    assert keys == sorted(keys)
-    assert {d.fmt for d in real} <= {"markdown", "rst"} and {"markdown", "rst"} <= {d.fmt for d in real}
-    assert all(d.url for d in real) and not any(d.headerless_ok for d in real)
-    assert all(isinstance(d, DocReject) and d.reason == "empty_document" for d in docs if not isinstance(d, Document))
-    polars_doc = next(d for d in real if d.doc_id == "polars")
-    assert polars_doc.fmt == "markdown" and "DataFrame" in polars_doc.content
-    assert items("packages", "", max_docs=3) == docs[:3]
-
-
-def test_folded_description_header_and_markup_sniffing():
-    meta = Message()
-    meta["Description"] = "Title\n        =====\n        \n        Body text.\n       |indented"
-    assert _description(meta) == "Title\n=====\n\nBody text.\nindented"
-    assert sniff_markup("Title\n=====\n\n.. image:: x\n   :target: y\n") == "rst"
-    assert sniff_markup("# Title\n\n[![b](https://x)](https://y)\n") == "markdown"
 
 
 # ---------------------------------------------------------------- HTML directory

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 SourceKind = Literal["packages", "html", "warc", "table"]
+DEFAULT_INVENTORY = "requirements/runtime.txt"  # the locked runtime set: the same default corpus on every machine
 
 # Headers whose segment is navigation, promotion or boilerplate rather than self-contained prose.
 # Matched case-insensitively as whole words anywhere in the header.
@@ -24,8 +26,10 @@ DEFAULT_BAD_HEADERS = [
 
 @dataclass
 class SourceConfig:
-    kind: SourceKind = "packages"  # packages: READMEs of installed Python packages | html | warc | table
-    path: str = ""  # html: directory of .html files; warc: a .warc(.gz) file or directory; table: .jsonl(.gz)/.parquet file or directory
+    kind: SourceKind = "packages"  # packages: READMEs of a pinned set of Python distributions | html | warc | table
+    # packages: an inventory file of name==version lines (requirements/runtime.txt), each installed at that version;
+    # html: directory of .html files; warc: a .warc(.gz) file or directory; table: .jsonl(.gz)/.parquet file or directory
+    path: str = ""
     name: str = ""  # label in the `source` column and the metrics; empty = kind
     # table only: column names (FineWeb/C4 use text, id, url)
     text_column: str = "text"
@@ -33,6 +37,17 @@ class SourceConfig:
     url_column: str = "url"
     allow_headerless: bool | None = None  # keep a document without headers as one segment; None = true for table only
     max_docs: int = 0  # read at most this many documents from the source; 0 = all
+
+    def problems(self) -> list[tuple[str, str]]:
+        """A packages source names an inventory file (checked when params are read, relative to the project)."""
+        if self.kind != "packages":
+            return []
+        if not self.path:
+            return [("path", "a packages source needs an inventory of pinned distributions (name==version lines), "
+                             f"e.g. {DEFAULT_INVENTORY}")]
+        if not Path(self.path).is_file():
+            return [("path", f"'{self.path}' is not a file (a packages source reads an inventory of name==version lines)")]
+        return []
 
     @property
     def label(self) -> str:
@@ -44,12 +59,12 @@ class SourceConfig:
 
 
 def _default_sources() -> list[SourceConfig]:
-    return [SourceConfig(kind="packages")]
+    return [SourceConfig(kind="packages", path=DEFAULT_INVENTORY)]
 
 
 @dataclass
 class CorpusConfig:
-    sources: list[SourceConfig] = field(default_factory=_default_sources)  # default: installed package READMEs
+    sources: list[SourceConfig] = field(default_factory=_default_sources)  # default: READMEs of the locked runtime set
     # length bounds in characters of the cleaned segment text (paper: 600-3000)
     min_chars: int = 400
     max_chars: int = 3000

@@ -4,6 +4,8 @@ Documents are read as a generator and cut into segments; every `batch_size` segm
 polars frame that is filtered, deduplicated against everything kept so far and appended to the two
 Parquet outputs, so memory stays flat in the corpus size (only the dedup indexes grow). Both files
 are written to temporary paths and renamed at the end: a failed run leaves no partial output.
+The metrics are counts only, a function of the inputs and params like the two files (DVC records
+their md5); the time taken is logged, and handed to a caller that asks for it (`timings`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from humpback.corpus.config import CorpusConfig
+from humpback.corpus.config import CorpusConfig, SourceConfig
 from humpback.corpus.dedup import ExactDedup, NearDedup, normalise, text_hashes
 from humpback.corpus.filters import apply_filters
+from humpback.corpus.packages import inventory_digest, read_inventory
 from humpback.corpus.segment import (
     Section,
     canonical_url,
@@ -159,8 +162,12 @@ def _doc_reject_frame(rejects: list[DocReject]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=REJECTED_SCHEMA)
 
 
-def prepare_corpus(cfg: CorpusConfig, segments_path: str | Path, rejected_path: str | Path) -> dict:
-    """Run the whole preparation; write both Parquet files atomically and return the metrics."""
+def prepare_corpus(cfg: CorpusConfig, segments_path: str | Path, rejected_path: str | Path,
+                   timings: dict | None = None) -> dict:
+    """Run the whole preparation; write both Parquet files atomically and return the metrics.
+
+    `timings`, when given, receives seconds, cpu_seconds (all threads) and segments_per_second.
+    """
     start, start_cpu = time.perf_counter(), time.process_time()
     stats = _Stats()
     exact = ExactDedup() if cfg.exact_dedup else None
@@ -191,9 +198,12 @@ def prepare_corpus(cfg: CorpusConfig, segments_path: str | Path, rejected_path: 
                 "loosen min_chars/max_chars or the header filters in params `corpus:`")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     n_segments = sum(stats.segments.values())
+    rate = round(n_segments / seconds, 1) if seconds > 0 else None
+    log.info("%d segments in %.2f s (%.2f CPU s, %s segments/s)", n_segments, seconds, cpu_seconds, rate)
+    if timings is not None:
+        timings.update(seconds=round(seconds, 2), cpu_seconds=round(cpu_seconds, 2), segments_per_second=rate)
     return {
-        "sources": [{"name": s.label, "kind": s.kind, "path": s.path, "docs": stats.docs[s.label],
-                     "segments": stats.segments[s.label], "kept": stats.kept[s.label]} for s in cfg.sources],
+        "sources": [_source_metrics(s, stats) for s in cfg.sources],
         "docs_in": sum(stats.docs.values()),
         "docs_rejected": stats.docs_rejected,
         "docs_kept": len(stats.kept_docs),
@@ -203,7 +213,12 @@ def prepare_corpus(cfg: CorpusConfig, segments_path: str | Path, rejected_path: 
         "rejected": dict(sorted(stats.rejected.items())),
         "skipped_records": dict(sorted(stats.skipped.items())),
         "mean_chars_kept": round(stats.kept_chars / n_kept, 1),
-        "seconds": round(seconds, 2),
-        "cpu_seconds": round(cpu_seconds, 2),  # all threads; segments_in / cpu_seconds = throughput per core
-        "segments_per_second": round(n_segments / seconds, 1) if seconds > 0 else None,
     }
+
+
+def _source_metrics(src: SourceConfig, stats: _Stats) -> dict:
+    out = {"name": src.label, "kind": src.kind, "path": src.path, "docs": stats.docs[src.label],
+           "segments": stats.segments[src.label], "kept": stats.kept[src.label]}
+    if src.kind == "packages":  # which distributions, at which versions: the digest of the applied pins
+        out["inventory"] = inventory_digest(read_inventory(src.path))
+    return out

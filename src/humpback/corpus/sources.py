@@ -10,9 +10,7 @@ naming the file and, where known, the record.
 from __future__ import annotations
 
 import gzip
-import importlib.metadata
 import json
-import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import pyarrow.parquet as pq
 
 from humpback.corpus.config import SourceConfig
 from humpback.corpus.decode import UndecodableError, decode_html
+from humpback.corpus.packages import iter_packages
 from humpback.errors import InputError
 from humpback.io import has_lone_surrogate
 
@@ -84,69 +83,6 @@ def list_files(path: str, suffixes: tuple[str, ...], what: str) -> tuple[Path, l
     if not files:
         raise InputError(root, f"directory has no {' / '.join(suffixes)} files")
     return root, files
-
-
-# ---------------------------------------------------------------- installed packages
-
-_MD_HINT = re.compile(r"^#{1,6} \S|^```|\]\(https?://|^\s*[-*] \[", re.M)
-_RST_HINT = re.compile(r"^\.\. \S|`_\s|::\s*$|^\s+:target:", re.M)
-
-
-def sniff_markup(text: str) -> Format:
-    """Markdown or reST for a description without a (useful) Description-Content-Type."""
-    md, rst = len(_MD_HINT.findall(text)), len(_RST_HINT.findall(text))
-    return "rst" if rst > md else "markdown"
-
-
-def _description(meta) -> str:
-    body = meta.get_payload() if hasattr(meta, "get_payload") else None
-    if body and body.strip():
-        return body
-    desc = meta.get("Description") or ""
-    if "\n" not in desc:
-        return desc
-    # Metadata 1.x folds the description into a header: continuation lines carry 8 spaces or "       |"
-    first, *rest = desc.splitlines()
-    unfolded = [line[8:] if line.startswith("        ") or line.startswith("       |") else line.lstrip() for line in rest]
-    return "\n".join([first, *unfolded])
-
-
-def _home_url(meta, name: str) -> str:
-    home = (meta.get("Home-page") or "").strip()
-    if home and home.upper() != "UNKNOWN":
-        return home
-    urls = [u.split(",", 1) for u in meta.get_all("Project-URL") or [] if "," in u]
-    for label, url in urls:
-        if label.strip().lower() in ("homepage", "home", "source", "repository", "source code", "documentation"):
-            return url.strip()
-    return urls[0][1].strip() if urls else f"https://pypi.org/project/{name}/"
-
-
-def iter_packages(src: SourceConfig) -> Iterator[Item]:
-    """The long descriptions (READMEs) of the installed distributions, by normalised name."""
-    dists: dict[str, object] = {}
-    for dist in importlib.metadata.distributions():
-        try:
-            meta = dist.metadata
-            name = meta["Name"] if meta is not None else None
-        except Exception:  # a half-uninstalled package without readable metadata is not a document
-            yield Skip(src.label, "no_metadata")
-            continue
-        if name:
-            dists.setdefault(re.sub(r"[-_.]+", "-", name).lower(), meta)  # first on sys.path wins, as for import
-    if not dists:
-        raise InputError("importlib.metadata", "no installed distributions found")
-    for key in sorted(dists):
-        meta = dists[key]
-        name = meta["Name"]
-        url = _home_url(meta, name)
-        text = _description(meta)
-        if not text.strip() or text.strip().upper() == "UNKNOWN":
-            yield DocReject(src.label, name, url, "empty_document", "no long description")
-            continue
-        ctype = (meta.get("Description-Content-Type") or "").split(";")[0].strip().lower()
-        fmt: Format = {"text/markdown": "markdown", "text/x-rst": "rst"}.get(ctype) or sniff_markup(text)
-        yield Document(src.label, name, url, fmt, text, src.headerless_ok)
 
 
 # ---------------------------------------------------------------- a directory of HTML files

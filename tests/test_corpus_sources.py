@@ -120,7 +120,7 @@ def test_jsonl_custom_columns_and_gzip(tmp_path):
 
 def test_table_source_faults(tmp_path):
     (tmp_path / "nocol.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
-    with pytest.raises(InputError, match=r"nocol\.jsonl, record line 1: no 'text' field \(has: body\)"):
+    with pytest.raises(InputError, match=r"nocol\.jsonl, record line 1: missing key\(s\) text; has: body; set text_column"):
         items("table", tmp_path / "nocol.jsonl")
     (tmp_path / "blank.jsonl").write_text("\n\n")
     with pytest.raises(InputError, match=r"blank\.jsonl: no records"):
@@ -129,7 +129,7 @@ def test_table_source_faults(tmp_path):
     (tmp_path / "cut.jsonl.gz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError, match=r"cut\.jsonl\.gz, record line \d+: cannot read"):
         items("table", tmp_path / "cut.jsonl.gz")
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="missing.jsonl: file not found"):
         items("table", tmp_path / "missing.jsonl")
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(InputError, match="directory has no"):
@@ -149,10 +149,10 @@ def test_parquet_dump_columns_nulls_and_faults(tmp_path):
                   "score": [1.0, 2.0, 3.0]}).write_parquet(path)
     got = items("table", tmp_path)
     assert [(i.doc_id, type(i).__name__) for i in got] == [("a", "Document"), ("b", "DocReject"),
-                                                            ("fineweb.parquet:3", "Document")]
+                                                            ("fineweb.parquet:2", "Document")]
     assert got[0].url == "u1" and got[1].reason == "missing_text"
     pl.DataFrame({"body": ["x"]}).write_parquet(tmp_path / "nocol.parquet")
-    with pytest.raises(InputError, match=r"nocol\.parquet: no 'text' column \(has: body\)"):
+    with pytest.raises(InputError, match=r"nocol\.parquet: missing column\(s\) text; has: body; set text_column"):
         items("table", tmp_path / "nocol.parquet")
     pl.DataFrame({"text": []}, schema={"text": pl.String}).write_parquet(tmp_path / "empty.parquet")
     with pytest.raises(InputError, match=r"empty\.parquet: no records"):

@@ -39,7 +39,7 @@ def test_jsonl_with_configured_instruction_column(tmp_path):
     p = write_jsonl(tmp_path / "q.jsonl", [{"question": "Why?", "topic": "x"}, {"question": "How?", "topic": "y"}])
     df = load_prompts(p, instruction_column="question", category_column="topic")
     assert df["instruction"].to_list() == ["Why?", "How?"] and df["category"].to_list() == ["x", "y"]
-    with pytest.raises(InputError, match="missing column 'instruction'"):
+    with pytest.raises(InputError, match=r"q.jsonl, record line 1: missing key\(s\) instruction; has: question, topic"):
         load_prompts(p)
 
 
@@ -52,11 +52,11 @@ def test_parquet_outputs_without_generator(tmp_path):
 @pytest.mark.parametrize(("content", "message"), [
     ('{"instruction": "a"}', "expected a JSON list"),
     ("[]", "no records"),
-    ('[{"instruction": "a"}, 3]', "record 1: expected an object"),
+    ('[{"instruction": "a"}, 3]', "record 1: expected a JSON object, got int"),
     ('[{"instruction": "a",', "malformed JSON"),
     ('[{"instruction": ""}]', "record 0: empty 'instruction'"),
     ('[{"instruction": 5}]', "record 0: 'instruction' must be a string"),
-    ('[{"prompt": "a"}]', "missing column 'instruction'"),
+    ('[{"prompt": "a"}]', r"record 0: missing key\(s\) instruction; has: prompt"),
 ])
 def test_bad_alpaca_json(tmp_path, content, message):
     p = tmp_path / "bad.json"
@@ -70,7 +70,7 @@ def test_bad_prompt_files(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         load_prompts(tmp_path / "nope.jsonl")
     p = write_jsonl(tmp_path / "dup.jsonl", [{"id": "a", "instruction": "x"}, {"id": "a", "instruction": "y"}])
-    with pytest.raises(InputError, match="record 1: duplicate id 'a'"):
+    with pytest.raises(InputError, match="record line 2: duplicate id 'a' \\(first at record line 1\\)"):
         load_prompts(p)
     (tmp_path / "broken.jsonl").write_text('{"instruction": "x"}\nnot json\n')
     with pytest.raises(InputError, match="line 2"):
@@ -82,10 +82,10 @@ def test_bad_prompt_files(tmp_path):
 
 def test_outputs_need_output_column_and_unique_instructions(tmp_path):
     p = write_jsonl(tmp_path / "o.jsonl", [{"instruction": "a"}])
-    with pytest.raises(InputError, match="missing column 'output'"):
+    with pytest.raises(InputError, match=r"o.jsonl, record line 1: missing key\(s\) output"):
         load_outputs(p)
     p = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "a", "output": "1"}, {"instruction": "a", "output": "2"}])
-    with pytest.raises(InputError, match="record 1: duplicate instruction"):
+    with pytest.raises(InputError, match="record line 2: duplicate instruction 'a'"):
         load_outputs(p)
 
 

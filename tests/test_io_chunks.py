@@ -1,6 +1,5 @@
-"""Atomic outputs, strict readers and the resumable chunk runner."""
+"""Atomic outputs, whole-file readers and the resumable chunk runner (record reading: test_readers.py)."""
 
-import gzip
 import json
 
 import polars as pl
@@ -8,7 +7,7 @@ import pytest
 
 from humpback.chunks import process_in_chunks
 from humpback.errors import InputError
-from humpback.io import atomic_path, iter_jsonl, read_table, write_json
+from humpback.io import atomic_path, read_table, write_json
 
 
 def test_atomic_path_keeps_previous_output_on_failure(tmp_path):
@@ -21,32 +20,14 @@ def test_atomic_path_keeps_previous_output_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temp file left behind
 
 
-def test_iter_jsonl_names_file_and_line(tmp_path):
-    p = tmp_path / "a.jsonl"
-    p.write_text('{"a": 1}\n\n{"a": 2\n')
-    with pytest.raises(InputError, match=r"a.jsonl, record line 3: malformed JSON"):
-        list(iter_jsonl(p))
-    p.write_text('{"a": 1}\n[1, 2]\n')
-    with pytest.raises(InputError, match=r"line 2: expected a JSON object, got list"):
-        list(iter_jsonl(p))
-
-
-def test_iter_jsonl_bad_encoding_and_truncated_gzip(tmp_path):
-    p = tmp_path / "latin.jsonl"
-    p.write_bytes('{"a": "caf\xe9"}\n'.encode("latin-1"))
-    with pytest.raises(InputError, match="not valid UTF-8"):
-        list(iter_jsonl(p))
-    g = tmp_path / "t.jsonl.gz"
-    g.write_bytes(gzip.compress(b'{"a": 1}\n' * 1000)[:-20])
-    with pytest.raises(InputError, match="t.jsonl.gz: cannot read"):
-        list(iter_jsonl(g))
-
-
 def test_read_table_checks_columns_and_emptiness(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_text('{"a": 1}\n')
-    with pytest.raises(InputError, match="missing column"):
+    with pytest.raises(InputError, match=r"x.jsonl, record line 1: missing key\(s\) b; has: a"):
         read_table(p, ["a", "b"])
+    pl.DataFrame({"a": [1]}).write_parquet(tmp_path / "x.parquet")
+    with pytest.raises(InputError, match=r"x.parquet: missing column\(s\) b; has: a"):
+        read_table(tmp_path / "x.parquet", ["a", "b"])
     p.write_text("")
     with pytest.raises(InputError, match="no records"):
         read_table(p)

@@ -1,14 +1,14 @@
-"""Atomic writes and strict readers shared by every stage.
+"""Atomic writes, and whole-file readers (JSON, tables) shared by every stage.
 
 Every output is written to a temporary file in the same directory and renamed into place, so a
-stage killed mid-write leaves the previous output or none, never a half file.
+stage killed mid-write leaves the previous output or none, never a half file. Record-by-record
+reading, and the wording of every input fault, live in `humpback.readers`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import gzip
 import json
 import os
 import tempfile
@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from humpback.errors import InputError
+from humpback.readers import check_columns, check_file, is_parquet, iter_records, parquet_error
 
 
 @contextlib.contextmanager
@@ -67,54 +68,6 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def open_text(path: str | Path):
-    """Open a text file, transparently gunzipping `.gz`."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")  # -sig: a byte-order mark left by an editor is not part of the data
-
-
-def has_lone_surrogate(obj: Any) -> bool:
-    """True when a decoded JSON value holds a lone surrogate ("\\ud800"): valid JSON, but not text
-    that can be written as UTF-8 (Parquet, hashing), so it would crash a later step."""
-    try:
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; any fault names the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with open_text(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", f"line {lineno}") from None
-                except RecursionError:
-                    raise InputError(path, "malformed JSON (nested too deeply)", f"line {lineno}") from None
-                if not isinstance(obj, dict):
-                    raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", f"line {lineno}")
-                if "\\ud" in line.lower() and has_lone_surrogate(obj):
-                    raise InputError(path, "a string holds an unpaired UTF-16 surrogate escape (not valid text)",
-                                     f"line {lineno}")
-                yield lineno, obj
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    except (EOFError, gzip.BadGzipFile, OSError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(path, f"cannot read: {e}") from None
-
-
 def read_json(path: str | Path, missing: str = "file not found") -> Any:
     """A whole JSON file; any fault names the file (`missing` says what a missing file means)."""
     path = Path(path)
@@ -125,31 +78,27 @@ def read_json(path: str | Path, missing: str = "file not found") -> Any:
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from None
     except UnicodeDecodeError as e:
-        raise InputError(path, f"not valid UTF-8 ({e.reason})") from None
+        raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start + 1})") from None
     except RecursionError:
         raise InputError(path, "malformed JSON (nested too deeply)") from None
 
 
-def read_table(path: str | Path, columns: list[str] | None = None, *, allow_empty: bool = False) -> pl.DataFrame:
-    """Read JSONL(.gz) or Parquet into a DataFrame, checking that `columns` are present.
-    An empty table is an error unless `allow_empty` (the caller then says what empty means)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    name = path.name.lower()
-    if name.endswith(".parquet"):
+def read_table(
+    path: str | Path, columns: list[str] | None = None, *, allow_empty: bool = False, missing: str = "file not found"
+) -> pl.DataFrame:
+    """Read JSONL(.gz) or Parquet into a DataFrame, checking that `columns` are present (`missing`
+    says what a missing file means). An empty table is an error unless `allow_empty` (the caller
+    then says what empty means). Faults are worded as in `humpback.readers`."""
+    path = check_file(path, missing=missing)
+    if is_parquet(path):
         try:
             df = pl.read_parquet(path)
         except Exception as e:  # polars raises several types for corrupt files
-            raise InputError(path, f"not a readable Parquet file: {e}") from None
-    elif name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
-        rows = [obj for _, obj in iter_jsonl(path)]
-        df = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+            raise parquet_error(path, e) from None
+        check_columns(path, df.columns, columns or [])
     else:
-        raise InputError(path, "unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
+        rows = [rec.strict() for rec in iter_records(path, columns or [], allow_empty=True)]
+        df = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
     if df.height == 0 and not allow_empty:
         raise InputError(path, "no records")
-    missing = [c for c in columns or [] if c not in df.columns]
-    if missing:
-        raise InputError(path, f"missing column(s) {', '.join(missing)}; has: {', '.join(df.columns)}")
     return df

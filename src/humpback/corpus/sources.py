@@ -10,20 +10,16 @@ naming the file and, where known, the record.
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from humpback.corpus.config import SourceConfig
 from humpback.corpus.decode import UndecodableError, decode_html
 from humpback.corpus.packages import iter_packages
 from humpback.errors import InputError
-from humpback.io import has_lone_surrogate
+from humpback.readers import MISSING_FIELD, TABLE_SUFFIXES, find_files, iter_records, text_fault
 
 Format = Literal["markdown", "rst", "html", "plain"]
 
@@ -54,7 +50,6 @@ Item = Document | DocReject | Skip
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 WARC_SUFFIXES = (".warc", ".warc.gz")
-TABLE_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz", ".parquet")
 
 
 def iter_source(src: SourceConfig) -> Iterator[Item]:
@@ -69,20 +64,11 @@ def iter_source(src: SourceConfig) -> Iterator[Item]:
 
 
 def list_files(path: str, suffixes: tuple[str, ...], what: str) -> tuple[Path, list[Path]]:
-    """The files under `path` (or `path` itself) whose name ends with one of `suffixes`, sorted."""
+    """The directory document ids are relative to, and the files `path` names (readers.find_files)."""
     if not path:
         raise InputError("params.yaml", f"corpus source of kind {what} needs a `path`")
     root = Path(path)
-    if not root.exists():
-        raise InputError(root, "does not exist")
-    if root.is_file():
-        if not root.name.lower().endswith(suffixes):
-            raise InputError(root, f"unsupported file type for a {what} source (expected {', '.join(suffixes)})")
-        return root.parent, [root]
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes))
-    if not files:
-        raise InputError(root, f"directory has no {' / '.join(suffixes)} files")
-    return root, files
+    return (root if root.is_dir() else root.parent), find_files(root, suffixes)
 
 
 # ---------------------------------------------------------------- a directory of HTML files
@@ -174,83 +160,21 @@ def iter_warc(src: SourceConfig) -> Iterator[Item]:
 # ---------------------------------------------------------------- JSONL / Parquet text dumps
 
 def iter_table(src: SourceConfig) -> Iterator[Item]:
+    """Documents of JSONL/Parquet dumps; a record the shared reader faults is a DocReject with its reason."""
     _, files = list_files(src.path, TABLE_SUFFIXES, "table")
+    columns = [src.text_column, src.id_column, src.url_column]
     for f in files:
-        yield from (_iter_parquet(src, f) if f.name.lower().endswith(".parquet") else _iter_jsonl(src, f))
-
-
-def _iter_jsonl(src: SourceConfig, f: Path) -> Iterator[Item]:
-    opener = gzip.open if f.name.lower().endswith(".gz") else open
-    n_records = n_valid = 0
-    lineno = 0
-    try:
-        with opener(f, "rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                n_records += 1
-                fallback_id = f"{f.name}:{lineno}"
-                try:
-                    obj = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))  # a leading BOM is no data
-                except UnicodeDecodeError as e:
-                    yield DocReject(src.label, fallback_id, "", "undecodable",
-                                    f"line {lineno}: not valid UTF-8 ({e.reason} at byte {e.start})")
-                    continue
-                except json.JSONDecodeError as e:
-                    yield DocReject(src.label, fallback_id, "", "malformed_json", f"line {lineno}: {e.msg} at column {e.colno}")
-                    continue
-                except RecursionError:
-                    yield DocReject(src.label, fallback_id, "", "malformed_json", f"line {lineno}: nested too deeply")
-                    continue
-                if b"\\ud" in raw.lower() and has_lone_surrogate(obj):
-                    yield DocReject(src.label, fallback_id, "", "undecodable",
-                                    f"line {lineno}: an unpaired UTF-16 surrogate escape (not valid text)")
-                    continue
-                if not isinstance(obj, dict):
-                    yield DocReject(src.label, fallback_id, "", "malformed_json",
-                                    f"line {lineno}: expected a JSON object, got {type(obj).__name__}")
-                    continue
-                doc_id = str(obj.get(src.id_column) or fallback_id)
-                url = str(obj.get(src.url_column) or "")
-                text = obj.get(src.text_column)
-                if not isinstance(text, str):
-                    if n_valid == 0 and src.text_column not in obj:  # the first record sets the schema
-                        raise InputError(f, f"no '{src.text_column}' field (has: {', '.join(map(str, obj)) or 'none'}); "
-                                            "set text_column", f"line {lineno}")
-                    yield DocReject(src.label, doc_id, url, "missing_text", f"line {lineno}: no string '{src.text_column}'")
-                    continue
-                n_valid += 1
-                yield Document(src.label, doc_id, url, "markdown", text, src.headerless_ok)
-    except (OSError, EOFError, zlib.error) as e:
-        raise InputError(f, f"cannot read ({type(e).__name__}: {e})", f"line {lineno + 1}") from None
-    if n_records == 0:
-        raise InputError(f, "no records")
-
-
-def _iter_parquet(src: SourceConfig, f: Path) -> Iterator[Item]:
-    try:
-        pf = pq.ParquetFile(f)
-    except (OSError, pa.ArrowException) as e:
-        raise InputError(f, f"not a readable Parquet file ({e})") from None
-    names = pf.schema_arrow.names
-    if src.text_column not in names:
-        raise InputError(f, f"no '{src.text_column}' column (has: {', '.join(names)}); set text_column")
-    if pf.metadata.num_rows == 0:
-        raise InputError(f, "no records")
-    columns = [c for c in dict.fromkeys([src.text_column, src.id_column, src.url_column]) if c in names]
-    row = 0
-    try:
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            data = batch.to_pydict()
-            texts = data[src.text_column]
-            ids = data.get(src.id_column, [None] * len(texts))
-            urls = data.get(src.url_column, [None] * len(texts))
-            for text, doc_id, url in zip(texts, ids, urls, strict=True):
-                row += 1
-                doc_id = str(doc_id) if doc_id is not None else f"{f.name}:{row}"
-                if not isinstance(text, str):
-                    yield DocReject(src.label, doc_id, str(url or ""), "missing_text", f"row {row}: no string '{src.text_column}'")
-                    continue
-                yield Document(src.label, doc_id, str(url or ""), "markdown", text, src.headerless_ok)
-    except (OSError, pa.ArrowException) as e:
-        raise InputError(f, f"cannot read Parquet ({e})", f"row {row + 1}") from None
+        for rec in iter_records(f, [src.text_column], columns, hint="set text_column"):
+            obj = rec.data or {}
+            raw_id = obj.get(src.id_column)
+            doc_id = f"{f.name}:{rec.number}" if raw_id is None or raw_id == "" else str(raw_id)
+            url = str(obj.get(src.url_column) or "")
+            if rec.fault is not None:
+                reason = "missing_text" if rec.fault.reason == MISSING_FIELD else rec.fault.reason
+                yield DocReject(src.label, doc_id, url, reason, f"{rec.label}: {rec.fault.message}")
+                continue
+            text = obj[src.text_column]
+            if (bad := text_fault(text, src.text_column)) is not None:
+                yield DocReject(src.label, doc_id, url, "missing_text", f"{rec.label}: {bad}")
+                continue
+            yield Document(src.label, doc_id, url, "markdown", text, src.headerless_ok)

@@ -8,52 +8,54 @@ Accepted files:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 
 from humpback.errors import InputError
-from humpback.io import has_lone_surrogate, read_json, read_table
+from humpback.io import read_json
+from humpback.readers import TABLE_SUFFIXES, check_file, iter_records, object_fault, text_fault
 
 PROMPT_COLUMNS = ["prompt_id", "category", "instruction"]
+Label = int | str  # a JSON list index, or the table reader's "line 12" / "row 40"
 
 
-def read_alpaca_json(path: str | Path) -> pl.DataFrame:
-    """An AlpacaEval JSON file: a list of objects, each with a non-empty string `instruction`."""
+def read_alpaca_json(path: Path, required: list[str]) -> list[tuple[Label, dict]]:
+    """An AlpacaEval JSON file: a list of objects, each labelled by its index."""
     data = read_json(path)
     if not isinstance(data, list):
         raise InputError(path, f"expected a JSON list of {{instruction, output, ...}}, got {type(data).__name__}")
     if not data:
         raise InputError(path, "no records")
     for i, rec in enumerate(data):
-        if not isinstance(rec, dict):
-            raise InputError(path, f"expected an object, got {type(rec).__name__}", i)
-        for key in ("instruction", "output"):
-            if key in rec and not isinstance(rec[key], str):
-                raise InputError(path, f"'{key}' must be a string, got {type(rec[key]).__name__}", i)
-        if has_lone_surrogate(rec):
-            raise InputError(path, "a string holds an unpaired UTF-16 surrogate escape (not valid text)", i)
-    rows = [{k: (v if isinstance(v, str) or v is None else json.dumps(v)) for k, v in rec.items()} for rec in data]
-    return pl.DataFrame(rows, infer_schema_length=None)
+        if (fault := object_fault(rec, required)) is not None:
+            raise InputError(path, fault.message, i)
+    return list(enumerate(data))
 
 
-def read_any(path: str | Path) -> pl.DataFrame:
-    """A .json file is AlpacaEval format; .jsonl(.gz)/.parquet go through the common table reader."""
-    path = Path(path)
+def read_records(path: str | Path, required: list[str]) -> list[tuple[Label, dict]]:
+    """A .json file is AlpacaEval format; .jsonl(.gz)/.parquet go through the shared record reader."""
+    path = check_file(path, (".json", *TABLE_SUFFIXES))
     if path.name.lower().endswith(".json"):
-        return read_alpaca_json(path)
-    return read_table(path)
+        return read_alpaca_json(path, required)
+    return [(r.label, r.strict()) for r in iter_records(path, required)]
 
 
-def _check_text(df: pl.DataFrame, column: str, path: Path, *, allow_empty: bool = False) -> None:
-    if column not in df.columns:
-        raise InputError(path, f"missing column '{column}'; has: {', '.join(df.columns)}")
-    for i, value in enumerate(df[column].to_list()):
-        if not isinstance(value, str):
-            raise InputError(path, f"'{column}' must be a string, got {type(value).__name__}", i)
-        if not allow_empty and not value.strip():
-            raise InputError(path, f"empty '{column}'", i)
+def _text(path: Path, label: Label, rec: dict, column: str, *, allow_empty: bool = False) -> str:
+    value = rec[column]
+    if (fault := text_fault(value, column)) is not None:
+        raise InputError(path, fault, label)
+    if not allow_empty and not value.strip():
+        raise InputError(path, f"empty '{column}'", label)
+    return value
+
+
+def _unique(path: Path, labelled: list[tuple[Label, str]], what: str, why: str = "") -> None:
+    seen: dict[str, Label] = {}
+    for label, v in labelled:
+        if v in seen:
+            raise InputError(path, f"duplicate {what} {v[:60]!r} (first at record {seen[v]}){why}", label)
+        seen[v] = label
 
 
 def load_prompts(
@@ -65,24 +67,21 @@ def load_prompts(
 ) -> pl.DataFrame:
     """Eval prompts as (prompt_id, category, instruction), in file order, ids unique."""
     path = Path(path)
-    df = read_any(path)
-    _check_text(df, instruction_column, path)
-    n = df.height
-    if id_column in df.columns:
-        ids = [str(v) if v is not None else None for v in df[id_column].to_list()]
-        for i, v in enumerate(ids):
-            if not v:
-                raise InputError(path, f"missing '{id_column}'", i)
+    records = read_records(path, [instruction_column])
+    instructions = [_text(path, label, rec, instruction_column) for label, rec in records]
+    keys = set().union(*(rec.keys() for _, rec in records))  # a column is there when any record has it
+    if id_column in keys:
+        ids = []
+        for label, rec in records:
+            if rec.get(id_column) is None or rec[id_column] == "":
+                raise InputError(path, f"missing '{id_column}'", label)
+            ids.append(str(rec[id_column]))
+        _unique(path, [(label, v) for (label, _), v in zip(records, ids, strict=True)], "id")
     else:
-        ids = [f"p{i:04d}" for i in range(n)]
-    seen: dict[str, int] = {}
-    for i, v in enumerate(ids):
-        if v in seen:
-            raise InputError(path, f"duplicate id '{v}' (first at record {seen[v]})", i)
-        seen[v] = i
-    cat_col = category_column if category_column in df.columns else ("dataset" if "dataset" in df.columns else None)
-    cats = [str(v) if v else "general" for v in df[cat_col].to_list()] if cat_col else ["general"] * n
-    return pl.DataFrame({"prompt_id": ids, "category": cats, "instruction": df[instruction_column].to_list()},
+        ids = [f"p{i:04d}" for i in range(len(records))]
+    cat_col = category_column if category_column in keys else ("dataset" if "dataset" in keys else None)
+    cats = [str(rec[cat_col]) if cat_col and rec.get(cat_col) else "general" for _, rec in records]
+    return pl.DataFrame({"prompt_id": ids, "category": cats, "instruction": instructions},
                         schema={c: pl.String for c in PROMPT_COLUMNS})
 
 
@@ -103,16 +102,11 @@ def load_outputs(path: str | Path, *, instruction_column: str = "instruction", o
     """Answers of some model as (instruction, output, generator): our outputs Parquet, AlpacaEval JSON,
     or any JSONL/Parquet with instruction and output columns. Instructions must be unique."""
     path = Path(path)
-    df = read_any(path)
-    _check_text(df, instruction_column, path)
-    _check_text(df, output_column, path, allow_empty=True)
-    generator = df["generator"].cast(pl.String) if "generator" in df.columns else pl.Series([path.stem] * df.height)
-    out = pl.DataFrame({
-        "instruction": df[instruction_column],
-        "output": df[output_column],
-        "generator": generator.fill_null(path.stem),
-    })
-    dup = out.with_row_index("_row").filter(pl.col("instruction").is_duplicated())
-    if dup.height:
-        raise InputError(path, "duplicate instruction; outputs are matched to prompts by instruction", int(dup["_row"][1]))
-    return out
+    records = read_records(path, [instruction_column, output_column])
+    instructions = [_text(path, label, rec, instruction_column) for label, rec in records]
+    outputs = [_text(path, label, rec, output_column, allow_empty=True) for label, rec in records]
+    _unique(path, [(label, v) for (label, _), v in zip(records, instructions, strict=True)], "instruction",
+            "; outputs are matched to prompts by instruction")
+    generators = [path.stem if rec.get("generator") is None else str(rec["generator"]) for _, rec in records]
+    return pl.DataFrame({"instruction": instructions, "output": outputs, "generator": generators},
+                        schema={c: pl.String for c in ("instruction", "output", "generator")})

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from humpback.errors import InputError
+from humpback.readers import find_files, is_parquet, iter_records
 from humpback.seed.config import SeedSource
-from humpback.seed.files import first_record, is_parquet, iter_records, resolve_files, text_field
-from humpback.seed.pairs import Row
+from humpback.seed.pairs import Row, text_field
 
 ROLES = ("prompter", "assistant")
 # Parquet tables carry every column; a table without these is not the oasst message table.
@@ -37,8 +37,8 @@ def detect_layout(path: Path, layout: Literal["auto", "flat", "trees"] = "auto")
         return "flat"
     if ".trees." in name:
         return "trees"
-    first = first_record(path)
-    return "trees" if first is not None and "prompt" in first and "role" not in first else "flat"
+    first = next(iter_records(path)).strict()  # a file without records has raised
+    return "trees" if "prompt" in first and "role" not in first else "flat"
 
 
 def _message(rec: dict, path: Path, label: str, parent_id: object = ...) -> dict:
@@ -73,14 +73,14 @@ def _message(rec: dict, path: Path, label: str, parent_id: object = ...) -> dict
 def read_flat(path: Path) -> list[dict]:
     required = PARQUET_COLUMNS if is_parquet(path) else JSONL_KEYS
     optional = ("parent_id", "lang", "rank", "deleted")
-    return [_message(rec, path, label) for label, rec in iter_records(path, required, optional)]
+    return [_message(r.strict(), path, r.label) for r in iter_records(path, required, optional)]
 
 
 def read_trees(path: Path) -> list[dict]:
     """Flatten every tree; the nesting, not the parent_id field, says who answers whom."""
     messages = []
-    for label, rec in iter_records(path, ["prompt"]):
-        root = rec["prompt"]
+    for record in iter_records(path, ["prompt"]):
+        label, root = record.label, record.strict()["prompt"]
         if not isinstance(root, dict):
             raise InputError(path, f"'prompt' must be a message object, got {type(root).__name__}", label)
         stack: list[tuple[dict, str | None]] = [(root, None)]
@@ -150,14 +150,12 @@ def _row(source: str, source_id: str, instruction: str, output: str, reason: str
 
 
 def read_oasst(source: SeedSource, lang: str) -> tuple[list[Row], dict]:
-    files = resolve_files(source.path)
+    files = find_files(source.path)
     messages: list[dict] = []
     layouts = {}
     for path in files:
         layout = detect_layout(path, source.layout)
         layouts[str(path)] = layout
         messages.extend(read_trees(path) if layout == "trees" else read_flat(path))
-    if not messages:
-        raise InputError(source.path, "no messages")
     rows, stats = select_first_turn(messages, lang, source.label)
     return rows, {"files": list(layouts), "layouts": layouts, **stats}

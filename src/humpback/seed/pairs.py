@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from humpback.errors import InputError
+from humpback.readers import find_files, iter_records, text_fault
 from humpback.seed.config import SeedSource
-from humpback.seed.files import iter_records, resolve_files, text_field
 
 Row = dict[str, str | None]  # source, source_id, instruction, output, reason (None while still a candidate)
 
 
+def text_field(value: object, path: Path, label: str, key: str) -> str:
+    """A text value: str, or None read as empty; anything else is a malformed record."""
+    if value is None:
+        return ""
+    fault = text_fault(value, key)
+    if fault:
+        raise InputError(path, fault, label)
+    return value
+
+
 def read_pairs(source: SeedSource) -> tuple[list[Row], dict]:
     """All pairs of a source as candidate rows, plus the counts for the metrics."""
-    files = resolve_files(source.path)
+    files = find_files(source.path)
     columns = [source.instruction_column, source.output_column]
     if source.id_column:
         columns.append(source.id_column)
     optional = (source.input_column,) if source.input_column else ()
     rows: list[Row] = []
     for path in files:
-        for label, rec in iter_records(path, columns, optional):
+        for record in iter_records(path, columns, optional):
+            rec, label = record.strict(), record.label
             instruction = text_field(rec[source.instruction_column], path, label, source.instruction_column).strip()
             if source.input_column:
                 extra = text_field(rec.get(source.input_column), path, label, source.input_column).strip()
@@ -34,6 +47,4 @@ def read_pairs(source: SeedSource) -> tuple[list[Row], dict]:
                 source_id = f"{path.name}:{label}"
             rows.append({"source": source.label, "source_id": source_id, "instruction": instruction,
                          "output": output, "reason": None})
-    if not rows:
-        raise InputError(source.path, "no records")
     return rows, {"files": [str(p) for p in files], "read": len(rows)}

@@ -37,9 +37,7 @@ class Example:
 def read_pairs(path: str | Path, what: str) -> pl.DataFrame:
     """Read an (instruction, output) Parquet table; an empty one is an EmptyResultError."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found (has its stage run?)")
-    df = read_table(path, ["instruction", "output"], allow_empty=True)
+    df = read_table(path, ["instruction", "output"], allow_empty=True, missing="file not found (has its stage run?)")
     if df.height == 0:
         raise EmptyResultError(f"{path}: no {what} to train on (the table is empty)")
     return df

@@ -1,0 +1,229 @@
+"""One reader for every record file the pipeline takes in: JSONL (plain or gzip) and Parquet.
+
+`find_files` turns a path (a file or a directory) into the files to read; `iter_records` streams the
+records of one file, each with a label that finds it: "line 12" counts lines from 1, as an editor
+does; "row 40" counts rows from 0, as a data frame does (`pl.read_parquet(path).row(40)`).
+
+A fault of one record (malformed JSON, not an object, invalid UTF-8, a lone surrogate escape, a
+missing required key, an over-long line) comes back as a Record whose `fault` holds a reason and a
+message, so a strict caller raises it (`Record.strict`: seed, eval inputs, training) and a tolerant
+one keeps the record as rejected with its reason (corpus tables). A fault of the file itself
+(missing, truncated gzip, unreadable Parquet, no records, a required column absent) raises
+InputError naming the file and, where known, the record.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import json
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from humpback.errors import InputError
+
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
+PARQUET_SUFFIXES = (".parquet",)
+TABLE_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
+MAX_LINE_BYTES = 64 << 20  # one JSONL line; a longer one is rejected, never held in memory whole
+PARQUET_BATCH_ROWS = 4096
+
+# Fault reasons; tolerant callers count rejected records under these names.
+MALFORMED_JSON = "malformed_json"  # not JSON, nested too deeply, or not an object
+UNDECODABLE = "undecodable"  # not UTF-8, or a lone surrogate escape
+MISSING_FIELD = "missing_field"  # a required key is absent
+LINE_TOO_LONG = "line_too_long"
+
+
+class Fault(NamedTuple):
+    reason: str
+    message: str  # says what is wrong; the file and the record label are added where it is reported
+
+
+class Record(NamedTuple):
+    path: Path
+    label: str  # "line 12" / "row 40"
+    number: int  # 12 / 40, for ids that name the record
+    data: dict | None  # the object; None when it is not one or holds invalid text
+    fault: Fault | None = None
+
+    def strict(self) -> dict:
+        """The record's object, or the InputError its fault means."""
+        if self.fault is not None:
+            raise InputError(self.path, self.fault.message, self.label)
+        return self.data
+
+
+def _expected(suffixes: Sequence[str]) -> str:
+    return suffixes[0] if len(suffixes) == 1 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+
+
+def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
+    return path.name.lower().endswith(tuple(suffixes))
+
+
+def is_parquet(path: str | Path) -> bool:
+    return _has_suffix(Path(path), PARQUET_SUFFIXES)
+
+
+def check_file(path: str | Path, suffixes: Sequence[str] = TABLE_SUFFIXES, missing: str = "file not found") -> Path:
+    """`path` as a readable file of a supported type (`missing` says what a missing file means)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, missing)
+    if not path.is_file():
+        raise InputError(path, "not a file")
+    if not _has_suffix(path, suffixes):
+        raise InputError(path, f"unsupported file type (expected {_expected(suffixes)})")
+    return path
+
+
+def find_files(path: str | Path, suffixes: Sequence[str] = TABLE_SUFFIXES) -> list[Path]:
+    """The file `path` names, or every supported file under the directory `path`, sorted; hidden
+    files and directories (".git", ".ipynb_checkpoints") are skipped."""
+    path = Path(path)
+    if not path.is_dir():
+        return [check_file(path, suffixes)]
+    files = sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and _has_suffix(p, suffixes) and not any(s.startswith(".") for s in p.relative_to(path).parts)
+    )
+    if not files:
+        raise InputError(path, f"directory has no {_expected(suffixes)} files")
+    return files
+
+
+def has_lone_surrogate(obj: Any) -> bool:
+    """True when a decoded JSON value holds a lone surrogate ("\\ud800"): valid JSON, but not text
+    that can be written as UTF-8 (Parquet, hashing), so it would crash a later step."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def object_fault(obj: Any, required: Sequence[str] = (), *, escapes: bool = True) -> Fault | None:
+    """Why a decoded JSON value is not a usable record; None when it is one. `escapes` False says
+    the source text has no "\\ud" escape, so the (costly) surrogate check can be skipped."""
+    if not isinstance(obj, dict):
+        return Fault(MALFORMED_JSON, f"expected a JSON object, got {type(obj).__name__}")
+    if escapes and has_lone_surrogate(obj):
+        return Fault(UNDECODABLE, "a string holds an unpaired UTF-16 surrogate escape (not valid text)")
+    absent = [k for k in required if k not in obj]
+    if absent:
+        return Fault(MISSING_FIELD, f"missing key(s) {', '.join(absent)}; has: {', '.join(obj) or 'none'}")
+    return None
+
+
+def text_fault(value: Any, key: str) -> str | None:
+    """Why a field that should hold text does not; None when it is a string."""
+    if isinstance(value, str):
+        return None
+    return f"'{key}' must be a string, got {type(value).__name__}: {repr(value)[:60]}"
+
+
+def iter_records(
+    path: str | Path,
+    required: Sequence[str] = (),
+    optional: Sequence[str] | None = None,
+    *,
+    allow_empty: bool = False,
+    max_line_bytes: int | None = None,
+    hint: str = "",
+) -> Iterator[Record]:
+    """Stream the records of one JSONL(.gz) or Parquet file, in file order.
+
+    Parquet reads the `required` columns and those of `optional` it has (all when None); JSONL
+    records come whole. A required key absent from the first object, or a required column absent
+    from the schema, is a source fault (the names are probably wrong; `hint` says what to set);
+    absent from a later object, a per-record fault. No records at all is an InputError unless
+    `allow_empty`. A JSONL line over `max_line_bytes` (default MAX_LINE_BYTES) is a per-record fault.
+    """
+    path = check_file(path)
+    if is_parquet(path):
+        return _iter_parquet(path, required, optional, allow_empty, hint)
+    return _iter_jsonl(path, required, allow_empty, max_line_bytes or MAX_LINE_BYTES, hint)
+
+
+def check_columns(path: Path, present: Sequence[str], required: Sequence[str], hint: str = "") -> None:
+    absent = [c for c in required if c not in present]
+    if absent:
+        raise InputError(path, f"missing column(s) {', '.join(absent)}; has: {', '.join(present) or 'none'}"
+                               + (f"; {hint}" if hint else ""))
+
+
+def parquet_error(path: Path, e: Exception, label: str | None = None) -> InputError:
+    return InputError(path, f"not a readable Parquet file ({type(e).__name__}: {e})", label)
+
+
+def _iter_parquet(path: Path, required, optional, allow_empty: bool, hint: str) -> Iterator[Record]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise parquet_error(path, e) from None
+    present = pf.schema_arrow.names
+    check_columns(path, present, required, hint)
+    if pf.metadata.num_rows == 0 and not allow_empty:
+        raise InputError(path, "no records")
+    columns = None if optional is None else list(dict.fromkeys([*required, *(c for c in optional if c in present)]))
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+            for rec in batch.to_pylist():
+                yield Record(path, f"row {row}", row, rec)
+                row += 1
+    except (pa.ArrowException, OSError, ValueError) as e:  # ValueError: a string column that is not UTF-8
+        raise parquet_error(path, e, f"row {row}") from None
+
+
+def _iter_jsonl(path: Path, required, allow_empty: bool, max_line_bytes: int, hint: str) -> Iterator[Record]:
+    # bytes, line by line with a size cap: a line is decoded on its own, so a bad one is that
+    # record's fault, and a huge one (or a decompression bomb) is never read into memory whole
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    lineno = n_records = n_objects = 0
+    try:
+        with opener(path, "rb") as fh:
+            while raw := fh.readline(max_line_bytes + 1):
+                lineno += 1
+                label = f"line {lineno}"
+                if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n"):  # skip the rest of the line
+                        raw = fh.readline(1 << 20)
+                    n_records += 1
+                    yield Record(path, label, lineno, None, Fault(LINE_TOO_LONG, f"line longer than {max_line_bytes} bytes"))
+                    continue
+                if lineno == 1 and raw.startswith(codecs.BOM_UTF8):  # left by an editor, not data
+                    raw = raw[len(codecs.BOM_UTF8):]
+                if not raw or raw.isspace():
+                    continue
+                n_records += 1
+                obj, fault = _parse(raw)
+                if fault is None:
+                    fault = object_fault(obj, required, escapes=b"\\ud" in raw or b"\\uD" in raw)
+                    if fault is not None and fault.reason == MISSING_FIELD and n_objects == 0:
+                        raise InputError(path, fault.message + (f"; {hint}" if hint else ""), label)
+                if isinstance(obj, dict):
+                    n_objects += 1
+                usable = fault is None or fault.reason == MISSING_FIELD  # its other fields can still name it
+                yield Record(path, label, lineno, obj if usable else None, fault)
+    except (OSError, EOFError, zlib.error) as e:  # truncated or corrupt gzip, a read error
+        raise InputError(path, f"cannot read ({type(e).__name__}: {e})", f"line {lineno + 1}") from None
+    if n_records == 0 and not allow_empty:
+        raise InputError(path, "no records")
+
+
+def _parse(raw: bytes) -> tuple[Any, Fault | None]:
+    try:
+        return json.loads(raw.decode("utf-8")), None
+    except UnicodeDecodeError as e:  # bytes counted from 1, as JSON's columns
+        return None, Fault(UNDECODABLE, f"not valid UTF-8 ({e.reason} at byte {e.start + 1} of the line)")
+    except json.JSONDecodeError as e:
+        return None, Fault(MALFORMED_JSON, f"malformed JSON ({e.msg} at column {e.colno})")
+    except RecursionError:
+        return None, Fault(MALFORMED_JSON, "malformed JSON (nested too deeply)")

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(model, "backward model not found (run the train_backward stage first)")
     with loader.open_engine(model, args.params) as engine:
         m = run_augment(args.segments, engine, cfg, prompts, candidates_path=args.out,
-                        rejected_path=args.rejected, metrics_path=args.metrics, model_dir=model)
+                        rejected_path=args.rejected, metrics_path=args.metrics,
+                        engine_cfg=load_section("engine", args.params), model_dir=model)
     log.info("kept %d of %d candidate instructions; rejected %s", m["kept"], m["segments_in"], m["rejected_by_reason"])
 
 

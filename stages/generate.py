@@ -8,7 +8,6 @@ import argparse
 
 from humpback.config import load_section
 from humpback.engines import loader
-from humpback.engines.base import Sampling
 from humpback.evaluation.generate import alpaca_records, generate_answers
 from humpback.evaluation.inputs import load_prompts, subset
 from humpback.evaluation.loading import model_dir
@@ -27,16 +26,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--alpaca", required=True, help="the AlpacaEval export, JSON")
     args = ap.parse_args(argv)
     cfg = load_section("eval", args.params)
-    system = load_section("prompts", args.params).inference_system
 
     prompts = load_prompts(args.prompts, instruction_column=cfg.instruction_column,
                            id_column=cfg.id_column, category_column=cfg.category_column)
     prompts = subset(prompts, cfg.max_prompts)
-    sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
     with loader.open_engine(model_dir(args.model), args.params) as engine:
-        outputs = generate_answers(engine, prompts, args.out, system=system, sampling=sampling,
-                                   generator=args.name, chunk_size=cfg.chunk_size)
+        outputs = generate_answers(engine, prompts, args.out, cfg=cfg, prompts_cfg=load_section("prompts", args.params),
+                                   engine_cfg=load_section("engine", args.params), model_dir=args.model,
+                                   generator=args.name)
     write_json(alpaca_records(outputs), args.alpaca)
 
 

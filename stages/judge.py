@@ -8,12 +8,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from humpback.chunks import process_in_chunks
 from humpback.config import load_section
 from humpback.errors import EmptyResultError
 from humpback.evaluation import loading
 from humpback.evaluation.inputs import load_outputs
-from humpback.evaluation.judge import PairwiseJudge, pair_outputs, summarise
+from humpback.evaluation.judge import PairwiseJudge, judge_in_chunks, pair_outputs, summarise
 from humpback.io import read_table, write_json
 from humpback.stage import stage
 
@@ -48,10 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = loading.load_judge_engine(cfg, args.judge_model, args.params) if differs else None
     try:
         judge = PairwiseJudge(engine, cfg)
-        settings = {"judge": judge_name, "reference": str(ref_path), "mode": cfg.mode, "template": cfg.template,
-                    "prefix": cfg.prefix, "labels": cfg.labels, "max_new_tokens": cfg.max_new_tokens}
-        judgements = process_in_chunks(pairs, args.out, lambda chunk, _i: judge.judge(chunk),
-                                       chunk_size=cfg.chunk_size, settings=settings, desc=f"judge {name}")
+        judgements = judge_in_chunks(pairs, judge, args.out, load_section("engine", args.params), args.judge_model,
+                                     desc=f"judge {name}")
     finally:
         if engine is not None:
             engine.close()

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(model, "scoring model not found (run the stage that trains it first)")
     with loader.open_engine(model, args.params) as engine:
         m = run_score(args.candidates, engine, cfg, prompts, model_dir=model,
+                      engine_cfg=load_section("engine", args.params),
                       scores_path=args.out, metrics_path=args.metrics)
     log.info("scored %d pairs with %s (%s mode): histogram %s, parse failures %d",
              m["n"], model, m["mode"], m["histogram"], m["parse_failures"])

@@ -14,7 +14,6 @@ from humpback.engines.loader import load_engine
 from humpback.models import TinyConfig, build_tiny
 from humpback.prompts import PromptsConfig
 
-
 ENGINE = EngineConfig(backend="transformers", device="cpu", dtype="float32")
 
 

@@ -8,14 +8,18 @@ and is counted. Judging both orders and averaging cancels a judge's position bia
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
+from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
 from humpback.engines.base import Engine, Messages, Sampling
+from humpback.engines.config import EngineConfig
 from humpback.evaluation.config import JudgeConfig
 from humpback.evaluation.metrics import win_rate
 from humpback.prompts import chat
@@ -144,6 +148,35 @@ _SCHEMA = {c: pl.String for c in JUDGEMENT_COLUMNS[:9]} | {
     "p_model_first": pl.Float64, "p_model_second": pl.Float64, "preference": pl.Float64,
     "length": pl.Int64, "reference_length": pl.Int64,
 }
+
+
+# Params that cannot change the judgements, each with the reason (see tests/test_fingerprints.py).
+UNRECORDED = {
+    "judge.reference": "the reference answers are in the input rows (reference_output), which the row digest covers",
+    "judge.api_key_env": "names the variable that holds the key: authentication only",
+} | ENGINE_UNRECORDED
+
+
+def judge_settings(cfg: JudgeConfig, engine_cfg: EngineConfig, judge_dir: str | Path | None) -> dict:
+    """What the judgements depend on besides the pairs and the chunking.
+
+    The judge is the local model in `judge_dir`, or with `judge.base_url` the endpoint's served model."""
+    if cfg.base_url:  # as loading.load_judge_engine builds it: the judge section names the endpoint
+        endpoint = dataclasses.replace(engine_cfg, backend="openai", openai=dataclasses.replace(
+            engine_cfg.openai, base_url=cfg.base_url, model=cfg.model))
+        model = model_identity(None, endpoint)
+    else:
+        model = model_identity(judge_dir, engine_cfg)
+    # chunk_size is recorded by process_in_chunks itself
+    sections = record({"judge": cfg}, UNRECORDED.keys() | {"judge.chunk_size"})
+    return {**sections, "engine": engine_settings(engine_cfg), "model": model}
+
+
+def judge_in_chunks(pairs: pl.DataFrame, judge: PairwiseJudge, out: str | Path, engine_cfg: EngineConfig,
+                    judge_dir: str | Path | None, *, desc: str = "judge") -> pl.DataFrame:
+    """Judge every pair, resumably in chunks of `judge.chunk_size` at `out`."""
+    return process_in_chunks(pairs, out, lambda chunk, _i: judge.judge(chunk), chunk_size=judge.cfg.chunk_size,
+                             settings=judge_settings(judge.cfg, engine_cfg, judge_dir), desc=desc)
 
 
 def pair_outputs(model: pl.DataFrame, reference: pl.DataFrame) -> tuple[pl.DataFrame, int]:

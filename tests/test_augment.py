@@ -1,9 +1,9 @@
 """Augment: instruction cleaning, the degenerate filter (each reason), and the resumable runner."""
 
-import importlib.util
 import json
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 
@@ -17,7 +17,9 @@ from humpback.augment import (
     load_segments,
     run_augment,
 )
+from humpback.engines import loader
 from humpback.engines.base import Engine
+from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.prompts import PromptsConfig
 
@@ -182,8 +184,11 @@ def _segments(tmp_path: Path, n: int = 20) -> Path:
 
 def _run(tmp_path, seg, engine, cfg, out="out"):
     d = tmp_path / out
+    model = tmp_path / "backward"  # a fake engine's model: only its identity is read
+    model.mkdir(exist_ok=True)
     m = run_augment(seg, engine, cfg, PromptsConfig(), candidates_path=d / "candidates.parquet",
-                    rejected_path=d / "rejected.parquet", metrics_path=d / "augment.json")
+                    rejected_path=d / "rejected.parquet", metrics_path=d / "augment.json",
+                    engine_cfg=EngineConfig(), model_dir=model)
     return m, pl.read_parquet(d / "candidates.parquet"), pl.read_parquet(d / "rejected.parquet")
 
 
@@ -261,9 +266,8 @@ def test_stage_script_end_to_end(tmp_path, monkeypatch):
     (tmp_path / "models" / "backward").mkdir(parents=True)
     (tmp_path / "params.yaml").write_text("augment:\n  max_segments: 8\n  chunk_size: 3\n  seed: 5\n")
     monkeypatch.chdir(tmp_path)
-    stage = _load_stage("augment")
-    monkeypatch.setattr(stage, "open_engine", lambda model, params: FakeBackward())
-    stage.main(["--segments", str(seg)])
+    monkeypatch.setattr(loader, "open_engine", lambda model, params: FakeBackward())
+    dvc_stage.run("augment", None, "--segments", str(seg))
     kept = pl.read_parquet(tmp_path / "data/augmented/candidates.parquet")
     rej = pl.read_parquet(tmp_path / "data/augmented/rejected.parquet")
     assert kept.height + rej.height == 8
@@ -274,15 +278,7 @@ def test_stage_script_missing_model_is_a_clear_error(tmp_path, monkeypatch, caps
     seg = _segments(tmp_path)
     (tmp_path / "params.yaml").write_text("augment: {}\n")
     monkeypatch.chdir(tmp_path)
-    stage = _load_stage("augment")
     with pytest.raises(SystemExit) as e:
-        stage.main(["--segments", str(seg)])
+        dvc_stage.run("augment", None, "--segments", str(seg))
     assert e.value.code == 2
     assert "models/backward: backward model not found" in capsys.readouterr().err
-
-
-def _load_stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod

@@ -1,17 +1,21 @@
 """Self-curation: logprob expected-score maths, both scoring modes, selection, and the two stages."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 
+from humpback.config import convert
+from humpback.curation.bins import histogram, score_bin
 from humpback.curation.config import JudgeSampling, ScoreConfig, SelectConfig
-from humpback.curation.scoring import expected_score, histogram, run_score, score_bin
+from humpback.curation.scoring import expected_score, run_score
 from humpback.curation.selection import run_select, select
+from humpback.engines import loader
 from humpback.engines.base import Engine
+from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.prompts import SCORE_PREFIX, PromptsConfig
 
@@ -109,8 +113,10 @@ QUALITIES = [5, 4, 3, 0, 1, 5, 2, 4, 5, 3, 0, 4]
 def _score(tmp_path, cfg, engine=None, out="scores"):
     cand = _candidates(tmp_path, QUALITIES)
     d = tmp_path / out
+    model = tmp_path / "m0"  # a fake judge's model: only its identity is read
+    model.mkdir(exist_ok=True)
     m = run_score(cand, engine or FakeJudge(), cfg, PromptsConfig(), scores_path=d / "it1.parquet",
-                  metrics_path=d / "it1.json", model_dir=None)
+                  metrics_path=d / "it1.json", engine_cfg=EngineConfig(), model_dir=model)
     return m, pl.read_parquet(d / "it1.parquet")
 
 
@@ -155,7 +161,8 @@ def test_parts_scored_by_another_model_are_discarded(tmp_path):
     model.mkdir()
     (model / "weights.bin").write_bytes(b"old")
     cfg = ScoreConfig(mode="logprob", chunk_size=3)
-    kw = dict(scores_path=tmp_path / "s.parquet", metrics_path=tmp_path / "s.json", model_dir=model)
+    kw = dict(scores_path=tmp_path / "s.parquet", metrics_path=tmp_path / "s.json", engine_cfg=EngineConfig(),
+              model_dir=model)
     with pytest.raises(RuntimeError):
         run_score(cand, FakeJudge(fail_after=2), cfg, PromptsConfig(), **kw)
     (model / "weights.bin").write_bytes(b"retrained")
@@ -169,7 +176,7 @@ def test_score_rejects_candidates_without_columns(tmp_path):
     pl.DataFrame({"segment_id": ["a"], "instruction": ["x"]}).write_parquet(p)
     with pytest.raises(InputError, match=r"missing column\(s\) output"):
         run_score(p, FakeJudge(), ScoreConfig(), PromptsConfig(), scores_path=tmp_path / "s.parquet",
-                  metrics_path=tmp_path / "s.json")
+                  metrics_path=tmp_path / "s.json", engine_cfg=EngineConfig(), model_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +215,8 @@ def test_select_top_share_keeps_the_best_share_of_scored_rows():
     assert kept["segment_id"].to_list() == ["s1", "s5", "s3"]
     assert select(scored, SelectConfig(threshold=3.55, top_share=0.5))["segment_id"].to_list() == ["s1", "s5"]
     assert select(scored, SelectConfig(threshold=1, top_share=0.5, max_examples=1))["segment_id"].to_list() == ["s1"]
-    with pytest.raises(ConfigError, match="select.top_share"):
-        select(scored, SelectConfig(top_share=1.5))
+    with pytest.raises(ConfigError, match=r"select.top_share: 1.5 is out of range \(must be >= 0 and <= 1\)"):
+        convert({"top_share": 1.5}, SelectConfig, "select")
 
 
 def test_select_empty_is_an_error_naming_threshold_and_range():
@@ -234,13 +241,6 @@ def test_run_select_metrics(tmp_path):
 # the stage scripts
 
 
-def _load_stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_score_and_select_stages_end_to_end(tmp_path, monkeypatch, capsys):
     (tmp_path / "data/augmented").mkdir(parents=True)
     _candidates(tmp_path / "data/augmented", QUALITIES)
@@ -250,25 +250,24 @@ def test_score_and_select_stages_end_to_end(tmp_path, monkeypatch, capsys):
         "select:\n  threshold: 5\n"
     )
     monkeypatch.chdir(tmp_path)
-    score = _load_stage("score")
     seen = []
-    monkeypatch.setattr(score, "open_engine", lambda model, params: seen.append(model) or FakeJudge())
-    score.main(["--iteration", "it1", "--model", "models/m0"])
+    monkeypatch.setattr(loader, "open_engine", lambda model, params: seen.append(model) or FakeJudge())
+    dvc_stage.run("score", "it1")
     assert seen == [Path("models/m0")]
     assert pl.read_parquet("data/scores/it1.parquet").height == 12
     assert json.loads(Path("metrics/scores/it1.json").read_text())["model"] == "models/m0"
 
-    _load_stage("select_pairs").main(["--iteration", "it1"])
+    dvc_stage.run("select", "it1")
     curated = pl.read_parquet("data/curated/it1.parquet")
     assert curated["segment_id"].to_list() == ["s000", "s005", "s008"]
     assert json.loads(Path("metrics/curation/it1.json").read_text())["kept"] == 3
 
-    Path("params.yaml").write_text("select:\n  threshold: 6\n")
+    Path("params.yaml").write_text("select:\n  threshold: 6\n")  # above the 5-point scale
     with pytest.raises(SystemExit) as e:
-        _load_stage("select_pairs").main(["--iteration", "it1"])
+        dvc_stage.run("select", "it1")
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "threshold 6 keeps no pair out of 12 (scores seen range 1..5)" in err
+    assert "select.threshold: 6 is out of range (must be >= 0 and <= 5)" in err
     assert "Traceback" not in err
 
 

@@ -8,7 +8,6 @@ artefacts) and then checked; a degenerate one is kept in the rejected table with
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections import Counter
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from humpback.chunks import model_stamp, process_in_chunks
+from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
 from humpback.engines.base import Engine, Sampling
+from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.io import read_table, write_json, write_parquet
 from humpback.prompts import PromptsConfig, backward_messages
@@ -28,7 +28,7 @@ from humpback.prompts import PromptsConfig, backward_messages
 class GenerationConfig:
     temperature: float = 0.7  # the paper's nucleus sampling, T = 0.7, p = 0.9
     top_p: float = 0.9
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48  # an instruction is short
 
     def sampling(self, seed: int) -> Sampling:
         return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
@@ -86,7 +86,7 @@ class FilterConfig:
 
 @dataclass
 class AugmentConfig:
-    max_segments: int = 0  # sample this many segments (fixed seed); 0 = all
+    max_segments: int = 200  # sample this many segments (fixed seed); 0 = all (paper: 502k)
     seed: int = 0  # sampling of segments; generation chunk i uses seed + i
     chunk_size: int = 32  # segments per resumable part
     sampling: GenerationConfig = field(default_factory=GenerationConfig)
@@ -226,9 +226,28 @@ def load_segments(path: str | Path, cfg: AugmentConfig) -> pl.DataFrame:
     return df
 
 
+# Params that cannot change the chunk parts, each with the reason (see tests/test_fingerprints.py).
+UNRECORDED = {
+    "augment.max_segments": "selects the input rows, which the row digest covers",
+    "augment.filter": "applied to the combined table after the chunks; the parts hold the raw generations",
+    "prompts.seed_tag": "not in the backward model's prompt",
+    "prompts.augmented_tag": "not in the backward model's prompt",
+    "prompts.inference_system": "not in the backward model's prompt",
+    "prompts.curation_template": "not in the backward model's prompt",
+} | ENGINE_UNRECORDED
+
+
+def augment_settings(cfg: AugmentConfig, prompts: PromptsConfig, engine_cfg: EngineConfig,
+                     model_dir: str | Path) -> dict:
+    """What the generated instructions depend on besides the segments and the chunking."""
+    # chunk_size is recorded by process_in_chunks itself
+    sections = record({"augment": cfg, "prompts": prompts}, UNRECORDED.keys() | {"augment.chunk_size"})
+    return {**sections, "engine": engine_settings(engine_cfg), "model": model_identity(model_dir, engine_cfg)}
+
+
 def generate_instructions(
     segments: pl.DataFrame, engine: Engine, cfg: AugmentConfig, prompts: PromptsConfig, out: str | Path,
-    *, model_dir: str | Path | None = None,
+    *, engine_cfg: EngineConfig, model_dir: str | Path,
 ) -> pl.DataFrame:
     """Raw backward-model output per segment (`raw_instruction`), resumable in chunks at `out`."""
 
@@ -237,10 +256,7 @@ def generate_instructions(
         texts = engine.generate(requests, cfg.sampling.sampling(cfg.seed + i), desc=f"augment chunk {i}")
         return df.with_columns(pl.Series("raw_instruction", texts, dtype=pl.String))
 
-    settings = {
-        "sampling": dataclasses.asdict(cfg.sampling), "seed": cfg.seed,
-        "template": prompts.backward_template, "model": model_stamp(model_dir),
-    }
+    settings = augment_settings(cfg, prompts, engine_cfg, model_dir)
     return process_in_chunks(segments, out, chunk, chunk_size=cfg.chunk_size, settings=settings, desc="augment")
 
 
@@ -282,14 +298,15 @@ def augment_metrics(generated: pl.DataFrame, kept: pl.DataFrame, rejected: pl.Da
 def run_augment(
     segments_path: str | Path, engine: Engine, cfg: AugmentConfig, prompts: PromptsConfig, *,
     candidates_path: str | Path, rejected_path: str | Path, metrics_path: str | Path,
-    model_dir: str | Path | None = None,
+    engine_cfg: EngineConfig, model_dir: str | Path,
 ) -> dict:
     """Segments -> cleaned, filtered candidate pairs; rejected rows and metrics beside them."""
     start = time.perf_counter()
     segments = load_segments(segments_path, cfg)
     # The chunk parts live beside the candidates file; the combined raw table is transient.
     raw_path = Path(candidates_path).with_name(".generated.parquet")
-    generated = generate_instructions(segments, engine, cfg, prompts, raw_path, model_dir=model_dir)
+    generated = generate_instructions(segments, engine, cfg, prompts, raw_path, engine_cfg=engine_cfg,
+                                      model_dir=model_dir)
     kept, rejected = filter_candidates(generated, cfg.filter)
     if kept.height:  # an empty candidates file would replace a previous good one just before the error
         write_parquet(kept, candidates_path)

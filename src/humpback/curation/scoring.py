@@ -15,10 +15,12 @@ from pathlib import Path
 
 import polars as pl
 
-from humpback.chunks import model_stamp, process_in_chunks
+from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
+from humpback.curation.bins import histogram
 from humpback.curation.config import ScoreConfig
 from humpback.curation.parse import parse_score
 from humpback.engines.base import Engine
+from humpback.engines.config import EngineConfig
 from humpback.io import read_table, write_json
 from humpback.prompts import SCORE_PREFIX, PromptsConfig, curation_messages
 
@@ -83,24 +85,6 @@ def score_chunk(df: pl.DataFrame, i: int, engine: Engine, cfg: ScoreConfig, prom
     return out.select(list(SCORE_SCHEMA))
 
 
-def score_bin(score: float) -> int:
-    """The 1..5 bin of a (possibly expected) score: nearest integer, halves rounded up."""
-    return min(5, max(1, math.floor(score + 0.5)))
-
-
-def histogram(scores: pl.Series) -> dict[str, int]:
-    """Counts per 1..5 bin plus 'unparsed' (null scores)."""
-    hist = {str(k): 0 for k in range(1, 6)}
-    unparsed = 0
-    for s in scores.to_list():
-        if s is None or (isinstance(s, float) and math.isnan(s)):
-            unparsed += 1
-        else:
-            hist[str(score_bin(s))] += 1
-    hist["unparsed"] = unparsed
-    return hist
-
-
 def score_metrics(scored: pl.DataFrame, mode: str, seconds: float) -> dict:
     n = scored.height
     parsed = scored["score"].drop_nulls()
@@ -121,25 +105,48 @@ def score_metrics(scored: pl.DataFrame, mode: str, seconds: float) -> dict:
     return metrics
 
 
+# Params that cannot change the chunk parts, each with the reason (see tests/test_fingerprints.py).
+UNRECORDED = {
+    "prompts.seed_tag": "not in the rating prompt",
+    "prompts.augmented_tag": "not in the rating prompt",
+    "prompts.inference_system": "not in the rating prompt",
+    "prompts.backward_template": "not in the rating prompt",
+} | ENGINE_UNRECORDED
+# In logprob mode the digits are read in one forward pass: nothing is sampled.
+LOGPROB_UNRECORDED = {
+    "score.sampling": "logprob mode samples nothing: one forward pass reads the digits",
+    "score.seed": "logprob mode samples nothing: one forward pass reads the digits",
+}
+
+
+def score_unrecorded(cfg: ScoreConfig) -> dict[str, str]:
+    """The allow-list for this mode: params that cannot change the scores, with the reason."""
+    return UNRECORDED | (LOGPROB_UNRECORDED if cfg.mode == "logprob" else {})
+
+
+def score_settings(cfg: ScoreConfig, prompts: PromptsConfig, engine_cfg: EngineConfig, model_dir: str | Path) -> dict:
+    """What the scores depend on besides the candidates and the chunking."""
+    # chunk_size is recorded by process_in_chunks itself
+    sections = record({"score": cfg, "prompts": prompts}, score_unrecorded(cfg).keys() | {"score.chunk_size"})
+    return {**sections, "prefix": SCORE_PREFIX, "engine": engine_settings(engine_cfg),
+            "model": model_identity(model_dir, engine_cfg)}
+
+
 def run_score(
     candidates_path: str | Path, engine: Engine, cfg: ScoreConfig, prompts: PromptsConfig, *,
-    scores_path: str | Path, metrics_path: str | Path, model_dir: str | Path | None = None,
+    scores_path: str | Path, metrics_path: str | Path, engine_cfg: EngineConfig, model_dir: str | Path,
 ) -> dict:
     """Rate every candidate; write the scores table and its metrics (resumable in chunks)."""
     start = time.perf_counter()
     cands = read_table(candidates_path, CANDIDATE_COLUMNS).select(
         pl.col("segment_id").cast(pl.String), pl.col("instruction").cast(pl.String), pl.col("output").cast(pl.String)
     )
-    settings = {
-        "mode": cfg.mode, "seed": cfg.seed, "template": prompts.curation_template, "prefix": SCORE_PREFIX,
-        "sampling": dataclasses.asdict(cfg.sampling) if cfg.mode == "generate" else None,
-        "model": model_stamp(model_dir),
-    }
     scored = process_in_chunks(
         cands, scores_path, lambda df, i: score_chunk(df, i, engine, cfg, prompts),
-        chunk_size=cfg.chunk_size, settings=settings, desc=f"score ({cfg.mode})",
+        chunk_size=cfg.chunk_size, settings=score_settings(cfg, prompts, engine_cfg, model_dir),
+        desc=f"score ({cfg.mode})",
     )
     metrics = score_metrics(scored, cfg.mode, time.perf_counter() - start)
-    metrics["model"] = str(model_dir) if model_dir is not None else None
+    metrics["model"] = str(model_dir)
     write_json(metrics, metrics_path)
     return metrics

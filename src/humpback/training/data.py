@@ -16,10 +16,9 @@ from typing import Literal
 import polars as pl
 import torch
 
-from humpback.engines.base import Messages
 from humpback.errors import EmptyResultError, InputError
 from humpback.io import read_table
-from humpback.prompts import PromptsConfig, backward_messages, forward_messages
+from humpback.prompts import Messages, PromptsConfig, backward_messages, forward_messages
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import polars as pl
 
-from humpback.curation.config import JudgeSampling, ScoreConfig
+from humpback.curation.config import ScoreConfig
 from humpback.curation.scoring import score_chunk
+from humpback.engines.base import SamplingParams
 from humpback.engines.config import EngineConfig
 from humpback.engines.transformers_engine import TransformersEngine
 from humpback.models import BaseModelConfig, prepare_base
@@ -75,7 +76,7 @@ def run(base: str | None = None, n_pairs: int = 16, max_new_tokens: int = 256, b
         score_chunk(df.head(2), 0, engine, ScoreConfig(mode="logprob"), prompts)  # warm-up
         scored = {}
         for mode in ("logprob", "generate"):
-            cfg = ScoreConfig(mode=mode, sampling=JudgeSampling(max_new_tokens=max_new_tokens))
+            cfg = ScoreConfig(mode=mode, sampling=SamplingParams(max_new_tokens=max_new_tokens))
             start = time.perf_counter()
             scored[mode] = score_chunk(df, 0, engine, cfg, prompts)
             seconds = time.perf_counter() - start

@@ -11,14 +11,13 @@ from humpback.augment import (
     AugmentConfig,
     DegenerateFilter,
     FilterConfig,
-    GenerationConfig,
     clean_instruction,
     echo_overlap,
     load_segments,
     run_augment,
 )
 from humpback.engines import loader
-from humpback.engines.base import Engine
+from humpback.engines.base import Engine, SamplingParams
 from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.prompts import PromptsConfig
@@ -248,7 +247,7 @@ def test_bad_segments_name_the_file(tmp_path):
 
 def test_resume_after_crash_gives_identical_output(tmp_path):
     seg = _segments(tmp_path, 30)
-    cfg = AugmentConfig(chunk_size=4, seed=3, sampling=GenerationConfig(max_new_tokens=32))
+    cfg = AugmentConfig(chunk_size=4, seed=3, sampling=SamplingParams(max_new_tokens=32))
     _, ref_kept, ref_rej = _run(tmp_path, seg, FakeBackward(), cfg, out="ref")
 
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -154,3 +154,11 @@ def test_code_defaults_are_the_shipped_params():
     assert set(data) == set(SECTIONS)  # the shipped file names every section
     problems = [d for name in data for d in diff(load_section(name, path), default_section(name), name)]
     assert problems == []
+
+
+def test_a_partial_nested_section_keeps_the_fields_own_defaults():
+    from humpback.augment import AugmentConfig
+
+    cfg = convert({"sampling": {"temperature": 0.3}}, AugmentConfig, "augment")
+    assert (cfg.sampling.temperature, cfg.sampling.max_new_tokens) == (0.3, 48)  # not the class default 256
+    assert convert({}, AugmentConfig, "augment").sampling.max_new_tokens == 48

@@ -10,11 +10,11 @@ import pytest
 
 from humpback.config import convert
 from humpback.curation.bins import histogram, score_bin
-from humpback.curation.config import JudgeSampling, ScoreConfig, SelectConfig
+from humpback.curation.config import ScoreConfig, SelectConfig
 from humpback.curation.scoring import expected_score, run_score
 from humpback.curation.selection import run_select, select
 from humpback.engines import loader
-from humpback.engines.base import Engine
+from humpback.engines.base import Engine, SamplingParams
 from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.prompts import SCORE_PREFIX, PromptsConfig
@@ -276,4 +276,4 @@ def test_params_yaml_sections_load():
 
     assert isinstance(load_section("score", REPO / "params.yaml"), ScoreConfig)
     assert isinstance(load_section("select", REPO / "params.yaml"), SelectConfig)
-    assert isinstance(load_section("score", REPO / "params.yaml").sampling, JudgeSampling)
+    assert isinstance(load_section("score", REPO / "params.yaml").sampling, SamplingParams)

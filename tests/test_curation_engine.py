@@ -6,9 +6,10 @@ import math
 import polars as pl
 import pytest
 
-from humpback.augment import AugmentConfig, FilterConfig, GenerationConfig, run_augment
-from humpback.curation.config import JudgeSampling, ScoreConfig
+from humpback.augment import AugmentConfig, FilterConfig, run_augment
+from humpback.curation.config import ScoreConfig
 from humpback.curation.scoring import run_score
+from humpback.engines.base import SamplingParams
 from humpback.engines.config import EngineConfig
 from humpback.engines.loader import load_engine
 from humpback.models import TinyConfig, build_tiny
@@ -43,7 +44,7 @@ def test_logprob_and_generate_scoring_with_a_real_engine(tiny_engine, tiny_model
     assert all(1.0 <= s <= 5.0 for s in df["score"]) and all(0.0 < p <= 1.0 for p in df["digit_mass"])
     assert set(df["score_int"]) <= {1, 2, 3, 4, 5}
 
-    cfg = ScoreConfig(mode="generate", chunk_size=2, sampling=JudgeSampling(max_new_tokens=6))
+    cfg = ScoreConfig(mode="generate", chunk_size=2, sampling=SamplingParams(max_new_tokens=6))
     m = run_score(cand, tiny_engine, cfg, PromptsConfig(), scores_path=tmp_path / "g.parquet",
                   metrics_path=tmp_path / "g.json", engine_cfg=ENGINE, model_dir=tiny_model)
     df = pl.read_parquet(tmp_path / "g.parquet")
@@ -60,7 +61,7 @@ def test_augment_with_a_real_engine(tiny_engine, tiny_model, tmp_path):
     permissive = FilterConfig(min_chars=1, min_words=0, max_chars=10**6, max_words=10**6, min_alpha_ratio=0.0,
                               max_repeated_ngram_share=2.0, max_echo_overlap=2.0, meta_patterns=[],
                               assistant_voice_patterns=[])
-    cfg = AugmentConfig(chunk_size=1, seed=3, sampling=GenerationConfig(max_new_tokens=6), filter=permissive)
+    cfg = AugmentConfig(chunk_size=1, seed=3, sampling=SamplingParams(max_new_tokens=6), filter=permissive)
     runs = []
     for name in ("first", "again"):  # chunk i samples with seed + i: the same candidates every time
         d = tmp_path / name

@@ -39,7 +39,7 @@ def project(tmp_path, monkeypatch):
     for m in ("base", "it1"):
         (tmp_path / "models" / m).mkdir(parents=True)
     (tmp_path / "params.yaml").write_text(
-        "eval:\n  max_prompts: 10\n  chunk_size: 4\n  max_new_tokens: 32\n"
+        "eval:\n  max_prompts: 10\n  chunk_size: 4\n  sampling: {max_new_tokens: 32}\n"
         "prompts:\n  inference_system: SYSTEM TAGS\n"
         "judge:\n  chunk_size: 3\n"
     )

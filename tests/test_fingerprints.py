@@ -24,12 +24,12 @@ import polars as pl
 import pytest
 
 from humpback import augment, chunks
-from humpback.augment import AugmentConfig, FilterConfig, GenerationConfig, augment_settings, run_augment
+from humpback.augment import AugmentConfig, FilterConfig, augment_settings, run_augment
 from humpback.chunks import fingerprint, model_identity, process_in_chunks
 from humpback.curation import scoring
 from humpback.curation.config import ScoreConfig
 from humpback.curation.scoring import run_score, score_settings
-from humpback.engines.base import Engine
+from humpback.engines.base import Engine, SamplingParams
 from humpback.engines.config import EngineConfig
 from humpback.evaluation import generate, judge
 from humpback.evaluation.config import EvalConfig, JudgeConfig
@@ -334,7 +334,7 @@ def test_augment_resumed_with_another_chunk_size(tiny_engine, tiny_model_dir, tm
     pl.DataFrame({"segment_id": [f"s{i}" for i in range(6)], "text": TEXTS}).write_parquet(seg)
 
     def run(engine, chunk_size, out):
-        cfg = AugmentConfig(chunk_size=chunk_size, seed=3, sampling=GenerationConfig(max_new_tokens=6),
+        cfg = AugmentConfig(chunk_size=chunk_size, seed=3, sampling=SamplingParams(max_new_tokens=6),
                             filter=PERMISSIVE)
         d = tmp_path / out
         run_augment(seg, engine, cfg, PromptsConfig(), candidates_path=d / "c.parquet",
@@ -375,7 +375,7 @@ def test_generate_resumed_with_another_top_p(tiny_engine, tiny_model_dir, tmp_pa
                             "instruction": [f"Tell me: {t}" for t in TEXTS]})
 
     def run(engine, top_p, out):
-        cfg = EvalConfig(chunk_size=2, max_new_tokens=6, top_p=top_p)
+        cfg = EvalConfig(chunk_size=2, sampling=SamplingParams(max_new_tokens=6, top_p=top_p))
         return generate_answers(engine, prompts, tmp_path / out / "it1.parquet", cfg=cfg, prompts_cfg=PromptsConfig(),
                                 engine_cfg=ENGINE, model_dir=tiny_model_dir, generator="it1")
 

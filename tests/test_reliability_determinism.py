@@ -10,10 +10,11 @@ from pathlib import Path
 import polars as pl
 import reliability_plugin as ledger
 
-from humpback.augment import AugmentConfig, FilterConfig, GenerationConfig, run_augment
-from humpback.curation.config import JudgeSampling, ScoreConfig, SelectConfig
+from humpback.augment import AugmentConfig, FilterConfig, run_augment
+from humpback.curation.config import ScoreConfig, SelectConfig
 from humpback.curation.scoring import run_score
 from humpback.curation.selection import run_select
+from humpback.engines.base import SamplingParams
 from humpback.engines.config import EngineConfig
 from humpback.engines.loader import load_engine
 from humpback.prompts import PromptsConfig
@@ -43,14 +44,14 @@ def pipeline(model: Path, out: Path, segments: Path) -> dict:
     metrics = {}
     with load_engine(model, ENGINE) as engine:  # a fresh engine per run: no state carried over
         metrics["augment"] = run_augment(
-            segments, engine, AugmentConfig(chunk_size=3, seed=5, sampling=GenerationConfig(max_new_tokens=10),
+            segments, engine, AugmentConfig(chunk_size=3, seed=5, sampling=SamplingParams(max_new_tokens=10),
                                             filter=PERMISSIVE),
             prompts, candidates_path=out / "candidates.parquet", rejected_path=out / "rejected.parquet",
             metrics_path=out / "augment.json", engine_cfg=ENGINE, model_dir=model)
         metrics["score"] = run_score(out / "candidates.parquet", engine, ScoreConfig(mode="logprob", chunk_size=4), prompts,
                                      scores_path=out / "scores.parquet", metrics_path=out / "scores.json",
                                      engine_cfg=ENGINE, model_dir=model)
-        gen = ScoreConfig(mode="generate", chunk_size=4, seed=3, sampling=JudgeSampling(max_new_tokens=8))
+        gen = ScoreConfig(mode="generate", chunk_size=4, seed=3, sampling=SamplingParams(max_new_tokens=8))
         metrics["score_generate"] = run_score(out / "candidates.parquet", engine, gen, prompts,
                                               scores_path=out / "scores_gen.parquet", metrics_path=out / "scores_gen.json",
                                               engine_cfg=ENGINE, model_dir=model)

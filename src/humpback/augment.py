@@ -17,22 +17,12 @@ from pathlib import Path
 import polars as pl
 
 from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
-from humpback.engines.base import Engine, Sampling
+from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.io import read_table, write_json, write_parquet
 from humpback.prompts import PromptsConfig, backward_messages
-
-
-@dataclass
-class GenerationConfig:
-    temperature: float = 0.7  # the paper's nucleus sampling, T = 0.7, p = 0.9
-    top_p: float = 0.9
-    max_new_tokens: int = 48  # an instruction is short
-
-    def sampling(self, seed: int) -> Sampling:
-        return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
-
+from humpback.sampling import SamplingParams
 
 # Phrases that describe the task instead of being a request. Case-insensitive regexes.
 META_PATTERNS = [
@@ -89,7 +79,7 @@ class AugmentConfig:
     max_segments: int = 200  # sample this many segments (fixed seed); 0 = all (paper: 502k)
     seed: int = 0  # sampling of segments; generation chunk i uses seed + i
     chunk_size: int = 32  # segments per resumable part
-    sampling: GenerationConfig = field(default_factory=GenerationConfig)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=48))  # an instruction is short
     filter: FilterConfig = field(default_factory=FilterConfig)
 
 
@@ -253,7 +243,7 @@ def generate_instructions(
 
     def chunk(df: pl.DataFrame, i: int) -> pl.DataFrame:
         requests = [backward_messages(prompts, output=t) for t in df["text"]]
-        texts = engine.generate(requests, cfg.sampling.sampling(cfg.seed + i), desc=f"augment chunk {i}")
+        texts = engine.generate(requests, cfg.sampling.at(cfg.seed + i), desc=f"augment chunk {i}")
         return df.with_columns(pl.Series("raw_instruction", texts, dtype=pl.String))
 
     settings = augment_settings(cfg, prompts, engine_cfg, model_dir)

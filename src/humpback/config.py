@@ -120,7 +120,13 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         kwargs = {}
         for name, f in fields.items():
             if name in value:
-                kwargs[name] = convert(value[name], hints[name], f"{where}.{name}")
+                raw = value[name]
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                if isinstance(raw, dict) and dataclasses.is_dataclass(default):
+                    # a partial nested mapping keeps this field's own defaults (augment's 48 new
+                    # tokens), not those of the nested class
+                    raw = {**dataclasses.asdict(default), **raw}
+                kwargs[name] = convert(raw, hints[name], f"{where}.{name}")
                 _check_field(f, kwargs[name], f"{where}.{name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{where}.{name}: required key is missing")

@@ -8,19 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from humpback.config import param
-from humpback.engines.base import Sampling
-
-
-@dataclass
-class JudgeSampling:
-    # Kept apart from augment's sampling settings so that the score stages do not depend on
-    # src/humpback/augment.py (a filter edit must not re-run the expensive scoring).
-    temperature: float = param(0.7, ge=0)  # the paper's nucleus sampling
-    top_p: float = param(0.9, gt=0, le=1)
-    max_new_tokens: int = param(256, ge=1)  # a brief reasoning, then the score line
-
-    def sampling(self, seed: int) -> Sampling:
-        return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
+from humpback.sampling import SamplingParams
 
 
 @dataclass
@@ -31,7 +19,7 @@ class ScoreConfig:
     #           is the expected value sum_k k * p(k) over the renormalised probabilities of "1".."5".
     mode: Literal["generate", "logprob"] = "logprob"
     # Judge sampling in generate mode (the paper's nucleus settings; reasoning plus the score line).
-    sampling: JudgeSampling = field(default_factory=JudgeSampling)
+    sampling: SamplingParams = field(default_factory=SamplingParams)  # 256 new tokens: a brief reasoning, the score
     chunk_size: int = param(64, ge=1)  # pairs per resumable part
     seed: int = param(0, ge=0)  # chunk i samples with seed + i
 

@@ -69,7 +69,7 @@ def score_chunk(df: pl.DataFrame, i: int, engine: Engine, cfg: ScoreConfig, prom
     """Score one chunk of candidates; returns the rows with the SCORE_SCHEMA columns."""
     requests = _requests(df, prompts)
     if cfg.mode == "generate":
-        raw = engine.generate(requests, cfg.sampling.sampling(cfg.seed + i), desc=f"score chunk {i}")
+        raw = engine.generate(requests, cfg.sampling.at(cfg.seed + i), desc=f"score chunk {i}")
         ints = [parse_score(t) for t in raw]
         cols = {"score": [None if s is None else float(s) for s in ints], "score_int": ints,
                 "digit_mass": [None] * len(ints), "raw": raw}

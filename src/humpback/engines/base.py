@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from humpback.errors import HumpbackError
 from humpback.prompts import Messages
+from humpback.sampling import Sampling, SamplingParams
 
-__all__ = ["Engine", "EngineError", "Messages", "Sampling"]
-
-
-@dataclass
-class Sampling:
-    temperature: float = 0.7  # the paper's nucleus sampling
-    top_p: float = 0.9
-    max_new_tokens: int = 256
-    seed: int = 0
+__all__ = ["Engine", "EngineError", "Messages", "Sampling", "SamplingParams"]
 
 
 class EngineError(HumpbackError):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from humpback.config import param
+from humpback.sampling import SamplingParams
 
 # The judge sees one instruction and two answers and replies with the label of the better one.
 # Labels are the digits 1 and 2, single tokens in every tokenizer we use, so the next-token
@@ -38,10 +39,8 @@ class EvalConfig:
     # Deterministic subset, balanced over categories (0 = all). 40 prompts x 128 new tokens keeps
     # the CPU default (four 135M models + the judge) to minutes.
     max_prompts: int = param(40, ge=0)
-    max_new_tokens: int = param(128, ge=1)
-    temperature: float = param(0.7, ge=0)  # the paper's nucleus sampling
-    top_p: float = param(0.9, gt=0, le=1)
-    seed: int = param(1234, ge=0)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
+    seed: int = param(1234, ge=0)  # chunk i samples with seed + i
     chunk_size: int = param(16, ge=1)  # prompts per resumable part
     # Models compared and reported, each a directory models/<name>.
     models: list[str] = field(default_factory=lambda: ["base", "m0", "it1", "it2"])

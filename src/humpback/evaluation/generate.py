@@ -36,7 +36,7 @@ UNRECORDED = {
 
 
 def eval_sampling(cfg: EvalConfig) -> Sampling:
-    return Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    return cfg.sampling.at(cfg.seed)
 
 
 def generate_settings(cfg: EvalConfig, prompts: PromptsConfig, engine_cfg: EngineConfig, model_dir: str | Path,

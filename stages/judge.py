@@ -13,7 +13,8 @@ from humpback.errors import EmptyResultError
 from humpback.evaluation import loading
 from humpback.evaluation.inputs import load_outputs
 from humpback.evaluation.judge import PairwiseJudge, judge_in_chunks, pair_outputs, summarise
-from humpback.io import read_table, write_json
+from humpback.io import write_json
+from humpback.readers import read_table
 from humpback.stage import stage
 
 log = logging.getLogger("humpback.judge")

@@ -7,7 +7,8 @@ import pytest
 
 from humpback.chunks import process_in_chunks
 from humpback.errors import InputError
-from humpback.io import atomic_path, read_table, write_json
+from humpback.io import atomic_path, write_json
+from humpback.readers import read_table
 
 
 def test_atomic_path_keeps_previous_output_on_failure(tmp_path):
@@ -89,7 +90,7 @@ def test_input_errors_are_one_line(tmp_path):
 
 
 def test_read_json_accepts_a_bom_and_names_faults(tmp_path):
-    from humpback.io import read_json
+    from humpback.readers import read_json
 
     p = tmp_path / "m.json"
     p.write_bytes(b'\xef\xbb\xbf{"a": 1}')

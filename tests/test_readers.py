@@ -14,8 +14,7 @@ from humpback.corpus.config import SourceConfig
 from humpback.corpus.sources import DocReject, Document, iter_source
 from humpback.errors import InputError
 from humpback.evaluation.inputs import load_prompts
-from humpback.io import read_table
-from humpback.readers import Record, find_files, iter_records
+from humpback.readers import Record, find_files, iter_records, read_table
 from humpback.seed import SeedConfig, SeedSource, build_seed
 from humpback.training.data import read_pairs
 

@@ -40,7 +40,7 @@ def test_a_missing_dep_and_a_needless_dep_are_found_and_fixed(tmp_path):
 def test_a_new_import_in_the_library_needs_a_new_dep(tmp_path):
     root = _project(tmp_path)
     (root / "src/humpback/extra_helper.py").write_text("X = 1\n")
-    io = root / "src/humpback/io.py"
+    io = root / "src/humpback/readers.py"
     io.write_text(io.read_text() + "\n\ndef _late():\n    from humpback.extra_helper import X\n    return X\n")
     missing = {s.name for s in check_stages(root) if Path("src/humpback/extra_helper.py") in s.missing}
     assert {"seed", "corpus", "score", "judge", "report"} <= missing

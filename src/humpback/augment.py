@@ -20,8 +20,9 @@ from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, 
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
-from humpback.io import read_table, write_json, write_parquet
+from humpback.io import write_json, write_parquet
 from humpback.prompts import PromptsConfig, backward_messages
+from humpback.readers import read_table
 from humpback.sampling import SamplingParams
 
 # Phrases that describe the task instead of being a request. Case-insensitive regexes.

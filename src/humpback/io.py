@@ -18,9 +18,6 @@ from typing import Any
 
 import polars as pl
 
-from humpback.errors import InputError
-from humpback.readers import check_columns, check_file, is_parquet, iter_records, parquet_error
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -66,39 +63,3 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def read_json(path: str | Path, missing: str = "file not found") -> Any:
-    """A whole JSON file; any fault names the file (`missing` says what a missing file means)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, missing)
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start + 1})") from None
-    except RecursionError:
-        raise InputError(path, "malformed JSON (nested too deeply)") from None
-
-
-def read_table(
-    path: str | Path, columns: list[str] | None = None, *, allow_empty: bool = False, missing: str = "file not found"
-) -> pl.DataFrame:
-    """Read JSONL(.gz) or Parquet into a DataFrame, checking that `columns` are present (`missing`
-    says what a missing file means). An empty table is an error unless `allow_empty` (the caller
-    then says what empty means). Faults are worded as in `humpback.readers`."""
-    path = check_file(path, missing=missing)
-    if is_parquet(path):
-        try:
-            df = pl.read_parquet(path)
-        except Exception as e:  # polars raises several types for corrupt files
-            raise parquet_error(path, e) from None
-        check_columns(path, df.columns, columns or [])
-    else:
-        rows = [rec.strict() for rec in iter_records(path, columns or [], allow_empty=True)]
-        df = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-    if df.height == 0 and not allow_empty:
-        raise InputError(path, "no records")
-    return df

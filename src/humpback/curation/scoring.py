@@ -21,8 +21,9 @@ from humpback.curation.config import ScoreConfig
 from humpback.curation.parse import parse_score
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
-from humpback.io import read_table, write_json
+from humpback.io import write_json
 from humpback.prompts import SCORE_PREFIX, PromptsConfig, curation_messages
+from humpback.readers import read_table
 
 DIGITS = ["1", "2", "3", "4", "5"]
 CANDIDATE_COLUMNS = ["segment_id", "instruction", "output"]

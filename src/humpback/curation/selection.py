@@ -10,7 +10,8 @@ import polars as pl
 from humpback.curation.bins import histogram
 from humpback.curation.config import SelectConfig
 from humpback.errors import EmptyResultError
-from humpback.io import read_table, write_json, write_parquet
+from humpback.io import write_json, write_parquet
+from humpback.readers import read_table
 
 SCORE_COLUMNS = ["segment_id", "instruction", "output", "score"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from humpback.errors import InputError
-from humpback.io import read_table
+from humpback.readers import read_table
 
 
 def load_labels(path: str | Path, *, id_column: str = "segment_id", threshold: float = 5) -> dict[str, bool]:

@@ -13,8 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from humpback.errors import InputError
-from humpback.io import read_json
-from humpback.readers import TABLE_SUFFIXES, check_file, iter_records, object_fault, text_fault
+from humpback.readers import TABLE_SUFFIXES, check_file, iter_records, object_fault, read_json, text_fault
 
 PROMPT_COLUMNS = ["prompt_id", "category", "instruction"]
 Label = int | str  # a JSON list index, or the table reader's "line 12" / "row 40"

@@ -14,7 +14,8 @@ import polars as pl
 
 from humpback.errors import InputError
 from humpback.evaluation.curation_quality import load_labels, read_kept, selection_quality
-from humpback.io import atomic_path, read_json, read_table, write_json, write_text
+from humpback.io import atomic_path, write_json, write_text
+from humpback.readers import read_json, read_table
 
 BINS = ["1", "2", "3", "4", "5", "unparsed"]
 

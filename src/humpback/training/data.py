@@ -17,8 +17,8 @@ import polars as pl
 import torch
 
 from humpback.errors import EmptyResultError, InputError
-from humpback.io import read_table
 from humpback.prompts import Messages, PromptsConfig, backward_messages, forward_messages
+from humpback.readers import read_table
 
 log = logging.getLogger(__name__)
 

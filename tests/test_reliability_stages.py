@@ -194,7 +194,7 @@ def test_eval_stages_bad_prompts_and_references(tmp_path, monkeypatch, capsys):
     (tmp_path / "prompts.jsonl").write_text('{"id": "a", "instruction": "Hi"}\n{"id": "a", "instruction": "Ho"}\n')
     params(tmp_path, "eval:\n  prompts: prompts.jsonl\n")
     fails_cleanly(tmp_path, k, "eval prompts with a duplicate id", "generate", ("base",),
-                  ("prompts.jsonl", "record 1", "duplicate id 'a'"), snapshot(tmp_path), runner=inproc)
+                  ("prompts.jsonl", "record line 2", "duplicate id 'a'"), snapshot(tmp_path), runner=inproc)
     (tmp_path / "prompts.jsonl").write_bytes(b'{"id": "a", "instruction": "caf\xe9"}\n')
     fails_cleanly(tmp_path, k, "eval prompts in latin-1", "generate", ("base",),
                   ("prompts.jsonl", "not valid UTF-8"), snapshot(tmp_path), runner=inproc)

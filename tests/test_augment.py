@@ -16,6 +16,7 @@ from humpback.augment import (
     load_segments,
     run_augment,
 )
+from humpback.config import validate_all
 from humpback.engines import loader
 from humpback.engines.base import Engine, SamplingParams
 from humpback.engines.config import EngineConfig
@@ -120,9 +121,14 @@ def test_filter_knobs_change_the_verdict():
     assert DegenerateFilter(FilterConfig(meta_patterns=[])).reason(meta, SEGMENT) is None
 
 
-def test_bad_pattern_is_a_config_error():
+def test_bad_pattern_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"augment.filter.meta_patterns\[0\]: not a valid regular expression"):
         DegenerateFilter(FilterConfig(meta_patterns=["(unclosed"]))
+    # humpback check-params finds it before any model is loaded
+    params = tmp_path / "params.yaml"
+    params.write_text("augment:\n  filter:\n    assistant_voice_patterns: ['ok', '[a-']\n")
+    with pytest.raises(ConfigError, match=r"augment.filter.assistant_voice_patterns\[1\]: not a valid regular"):
+        validate_all(params)
 
 
 def test_echo_overlap():

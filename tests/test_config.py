@@ -162,3 +162,22 @@ def test_a_partial_nested_section_keeps_the_fields_own_defaults():
     cfg = convert({"sampling": {"temperature": 0.3}}, AugmentConfig, "augment")
     assert (cfg.sampling.temperature, cfg.sampling.max_new_tokens) == (0.3, 48)  # not the class default 256
     assert convert({}, AugmentConfig, "augment").sampling.max_new_tokens == 48
+
+
+@pytest.mark.parametrize("section,raw,message", [
+    ("judge", {"labels": ["1", "1"]}, "judge.labels: expected two distinct non-blank labels"),
+    ("engine", {"vllm": {"max_lora_rank": 48}}, "engine.vllm.max_lora_rank: 48 is not one of 1, 8, 16"),
+    ("engine", {"openai": {"max_retries": -1}}, "engine.openai.max_retries: -1 is out of range (must be >= 0)"),
+    ("eval", {"sampling": {"top_p": 0}}, "eval.sampling.top_p: 0 is out of range (must be > 0 and <= 1)"),
+    ("train", {"lora": {"dropout": 1.0}}, "train.lora.dropout: 1 is out of range (must be >= 0 and < 1)"),
+    ("augment", {"chunk_size": 0}, "augment.chunk_size: 0 is out of range (must be >= 1)"),
+])
+def test_ranges_and_rules_are_checked_when_params_are_read(tmp_path, section, raw, message):
+    from ruamel.yaml import YAML
+
+    path = tmp_path / "params.yaml"
+    with open(path, "w") as f:
+        YAML().dump({section: raw}, f)
+    with pytest.raises(ConfigError) as e:
+        validate_all(path)
+    assert message in str(e.value)

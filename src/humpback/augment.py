@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
+from humpback.config import param
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
@@ -60,26 +61,36 @@ ASSISTANT_VOICE_PATTERNS = [
 
 @dataclass
 class FilterConfig:
-    min_chars: int = 10  # shorter is "too_short" ("Poem.")
-    min_words: int = 2
-    max_chars: int = 600  # longer is "too_long": a request, not an essay
-    max_words: int = 120
-    min_alpha_ratio: float = 0.5  # letters / non-space characters below this: "mostly_non_alpha"
+    min_chars: int = param(10, ge=0)  # shorter is "too_short" ("Poem.")
+    min_words: int = param(2, ge=0)
+    max_chars: int = param(600, ge=1)  # longer is "too_long": a request, not an essay
+    max_words: int = param(120, ge=1)
+    min_alpha_ratio: float = param(0.5, ge=0, le=1)  # letters / non-space characters below this: "mostly_non_alpha"
     # "repetition": share of repeated word 3-grams at or above this (with >= 8 words), or one
     # character repeated 10+ times in a row.
-    max_repeated_ngram_share: float = 0.3
+    max_repeated_ngram_share: float = param(0.3, ge=0)  # above 1: off
     # "echo": the instruction's word 3-grams found in the segment at or above this share, or the
     # whole instruction (>= 4 words) appears verbatim in the segment.
-    max_echo_overlap: float = 0.6
+    max_echo_overlap: float = param(0.6, ge=0)  # above 1: off
     meta_patterns: list[str] = field(default_factory=lambda: list(META_PATTERNS))  # "meta_instruction"
     assistant_voice_patterns: list[str] = field(default_factory=lambda: list(ASSISTANT_VOICE_PATTERNS))
+
+    def problems(self) -> list[tuple[str, str]]:
+        """A pattern that is not a regular expression is a params error, found before any model loads."""
+        for key in ("meta_patterns", "assistant_voice_patterns"):
+            for i, pattern in enumerate(getattr(self, key)):
+                try:
+                    re.compile(pattern, re.IGNORECASE)
+                except re.error as e:
+                    return [(f"{key}[{i}]", f"not a valid regular expression ({e})")]
+        return []
 
 
 @dataclass
 class AugmentConfig:
-    max_segments: int = 200  # sample this many segments (fixed seed); 0 = all (paper: 502k)
-    seed: int = 0  # sampling of segments; generation chunk i uses seed + i
-    chunk_size: int = 32  # segments per resumable part
+    max_segments: int = param(200, ge=0)  # sample this many segments (fixed seed); 0 = all (paper: 502k)
+    seed: int = param(0, ge=0)  # sampling of segments; generation chunk i uses seed + i
+    chunk_size: int = param(32, ge=1)  # segments per resumable part
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=48))  # an instruction is short
     filter: FilterConfig = field(default_factory=FilterConfig)
 
@@ -144,23 +155,19 @@ def echo_overlap(instruction: str, output: str) -> float:
     return sum(g in have for g in grams) / len(grams)
 
 
-def _compile(patterns: list[str], where: str) -> list[re.Pattern]:
-    out = []
-    for i, p in enumerate(patterns):
-        try:
-            out.append(re.compile(p, re.IGNORECASE))
-        except re.error as e:
-            raise ConfigError(f"{where}[{i}]: not a valid regular expression ({e})") from None
-    return out
+def _compile(patterns: list[str]) -> list[re.Pattern]:
+    return [re.compile(p, re.IGNORECASE) for p in patterns]
 
 
 class DegenerateFilter:
     """`reason(instruction, output)` -> the first failed check's name, or None for a keeper."""
 
     def __init__(self, cfg: FilterConfig):
+        for key, problem in cfg.problems():
+            raise ConfigError(f"augment.filter.{key}: {problem}")
         self.cfg = cfg
-        self.meta = _compile(cfg.meta_patterns, "augment.filter.meta_patterns")
-        self.voice = _compile(cfg.assistant_voice_patterns, "augment.filter.assistant_voice_patterns")
+        self.meta = _compile(cfg.meta_patterns)
+        self.voice = _compile(cfg.assistant_voice_patterns)
 
     def reason(self, instruction: str, output: str) -> str | None:
         cfg = self.cfg

@@ -82,9 +82,9 @@ class PairwiseJudge:
 
     def __init__(self, engine: Engine | None, cfg: JudgeConfig):
         # engine may be None when every pair is identical: such pairs never reach the judge
-        if len(cfg.labels) != 2 or len(set(cfg.labels)) != 2:
+        for key, problem in cfg.problems():  # the params check's rule, for a config built in code
             from humpback.errors import ConfigError
-            raise ConfigError(f"judge.labels: expected two distinct labels, got {cfg.labels!r}")
+            raise ConfigError(f"judge.{key}: {problem}")
         self.engine, self.cfg = engine, cfg
         self.logprobs_supported = cfg.mode != "generate"
 

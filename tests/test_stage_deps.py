@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from humpback.stage_deps import check_stages, fix, import_closure
+from humpback.stage_deps import check_stages, fix, import_closure, params_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,4 +75,18 @@ def test_closure_follows_every_import_form(tmp_path):
         "stages/run.py", "src/humpback/__init__.py", "src/humpback/config.py", "src/humpback/things.py",
         "src/humpback/lazy.py", "src/humpback/dynamic.py", "src/humpback/sub/__init__.py",
         "src/humpback/sub/a.py", "src/humpback/sub/b.py", "src/humpback/sub/c.py",
+    }
+
+
+def test_every_params_section_a_stage_reads_is_declared(tmp_path):
+    assert params_problems(ROOT) == {}
+    root = _project(tmp_path)
+    text = (root / "dvc.yaml").read_text()
+    gen = text.index("  generate:")
+    text = text[:gen] + text[gen:].replace("        - engine\n", "", 1)  # generate loads engine: undeclared
+    text = text.replace("      params:\n        - select\n", "      params:\n        - select\n        - train\n", 1)
+    (root / "dvc.yaml").write_text(text)
+    assert params_problems(root) == {
+        "generate": ["reads `engine` but declares none of its keys"],
+        "select": ["declares `train` keys but never reads the section"],
     }

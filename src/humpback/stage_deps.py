@@ -7,7 +7,8 @@ package `__init__.py` files Python runs on the way, transitively. The closure is
 `importlib.import_module("humpback...")` and `load_section("<name>")`, which imports the module
 of that params section (config.SECTIONS).
 
-`humpback stage-deps` prints, per stage, what its deps miss and what they hold beyond the closure.
+`humpback stage-deps` prints, per stage, what its deps miss and what they hold beyond the closure,
+and any params section the code reads without a key of it under `params:` (or the other way round).
 """
 
 from __future__ import annotations
@@ -164,8 +165,13 @@ def report(root: Path = Path(".")) -> int:
             print(f"  missing dep  {f}")
         for d in s.extra:
             print(f"  needless dep {d}")
+    for name, problems in params_problems(root).items():
+        bad = 1
+        print(f"{name}:")
+        for problem in problems:
+            print(f"  params: {problem}")
     if not bad:
-        print("dvc.yaml: every stage's code deps are its command's import closure")
+        print("dvc.yaml: every stage's code deps are its command's import closure; its params cover what it reads")
     return bad
 
 
@@ -212,3 +218,33 @@ def fix(root: Path = Path(".")) -> list[str]:
 
         write_text("".join(lines), path)
     return changed
+
+
+def sections_read(closure: set[Path], root: Path = Path(".")) -> set[str]:
+    """The params sections the closure's code loads by name (`load_section("<name>", ...)`)."""
+    found: set[str] = set()
+    for f in closure:
+        for node in ast.walk(ast.parse((root / f).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                fn = node.func
+                name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+                if name == "load_section" and isinstance(node.args[0].value, str):
+                    found.add(node.args[0].value)
+    return found
+
+
+def params_problems(root: Path = Path(".")) -> dict[str, list[str]]:
+    """Per stage: a section its code reads with no key declared under `params:`, or a declared key
+    whose section its code never reads."""
+    doc = YAML(typ="safe").load((root / "dvc.yaml").read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for s in check_stages(root):
+        body = doc["stages"][s.name]
+        body = body.get("do", body)
+        declared = {str(p).split(".")[0] for p in body.get("params") or [] if isinstance(p, str)}
+        read = sections_read(s.closure, root)
+        problems = [f"reads `{sec}` but declares none of its keys" for sec in sorted(read - declared)]
+        problems += [f"declares `{sec}` keys but never reads the section" for sec in sorted(declared - read)]
+        if problems:
+            out[s.name] = problems
+    return out

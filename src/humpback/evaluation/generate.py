@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import polars as pl
 
 from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
-from humpback.engines.base import Engine, Sampling
+from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
 from humpback.evaluation.config import EvalConfig
 from humpback.prompts import PromptsConfig, forward_messages
@@ -35,10 +34,6 @@ UNRECORDED = {
 } | ENGINE_UNRECORDED
 
 
-def eval_sampling(cfg: EvalConfig) -> Sampling:
-    return cfg.sampling.at(cfg.seed)
-
-
 def generate_settings(cfg: EvalConfig, prompts: PromptsConfig, engine_cfg: EngineConfig, model_dir: str | Path,
                       generator: str) -> dict:
     """What the answers depend on besides the eval prompts and the chunking."""
@@ -63,12 +58,10 @@ def generate_answers(
 
     Each chunk samples with seed + chunk index, so a resumed run writes what an uninterrupted one would."""
     system = prompts_cfg.inference_system
-    sampling = eval_sampling(cfg)
 
     def run(chunk: pl.DataFrame, index: int) -> pl.DataFrame:
         requests = [forward_messages(system, ins) for ins in chunk["instruction"]]
-        chunk_sampling = dataclasses.replace(sampling, seed=sampling.seed + index)
-        texts = engine.generate(requests, chunk_sampling, desc=f"generate {generator}")
+        texts = engine.generate(requests, cfg.sampling.at(cfg.seed + index), desc=f"generate {generator}")
         return chunk.select("prompt_id", "category", "instruction").with_columns(
             pl.Series("output", [t.strip() for t in texts], dtype=pl.String),
             pl.lit(generator).alias("generator"),

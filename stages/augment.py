@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     model = Path(args.model)
     if not model.exists():
         raise InputError(model, "backward model not found (run the train_backward stage first)")
-    with loader.open_engine(model, args.params) as engine:
+    engine_cfg = load_section("engine", args.params)  # opens the model and is fingerprinted: one object
+    with loader.load_engine(model, engine_cfg) as engine:
         m = run_augment(args.segments, engine, cfg, prompts, candidates_path=args.out,
                         rejected_path=args.rejected, metrics_path=args.metrics,
-                        engine_cfg=load_section("engine", args.params), model_dir=model)
+                        engine_cfg=engine_cfg, model_dir=model)
     log.info("kept %d of %d candidate instructions; rejected %s", m["kept"], m["segments_in"], m["rejected_by_reason"])
 
 

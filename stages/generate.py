@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> None:
                            id_column=cfg.id_column, category_column=cfg.category_column)
     prompts = subset(prompts, cfg.max_prompts)
 
-    with loader.open_engine(model_dir(args.model), args.params) as engine:
+    engine_cfg = load_section("engine", args.params)  # opens the model and is fingerprinted: one object
+    with loader.load_engine(model_dir(args.model), engine_cfg) as engine:
         outputs = generate_answers(engine, prompts, args.out, cfg=cfg, prompts_cfg=load_section("prompts", args.params),
-                                   engine_cfg=load_section("engine", args.params), model_dir=args.model,
-                                   generator=args.name)
+                                   engine_cfg=engine_cfg, model_dir=args.model, generator=args.name)
     write_json(alpaca_records(outputs), args.alpaca)
 
 

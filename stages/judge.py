@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     judge_name = loading.judge_name(cfg, args.judge_model)
     # Identical answers are ties without a judge call; skip loading the judge when nothing differs.
     differs = (pairs["output"].str.strip_chars() != pairs["reference_output"].str.strip_chars()).any()
-    engine = loading.load_judge_engine(cfg, args.judge_model, args.params) if differs else None
+    engine_cfg = load_section("engine", args.params)  # opens the judge and is fingerprinted: one object
+    engine = loading.load_judge_engine(cfg, args.judge_model, engine_cfg) if differs else None
     try:
         judge = PairwiseJudge(engine, cfg)
-        judgements = judge_in_chunks(pairs, judge, args.out, load_section("engine", args.params), args.judge_model,
-                                     desc=f"judge {name}")
+        judgements = judge_in_chunks(pairs, judge, args.out, engine_cfg, args.judge_model, desc=f"judge {name}")
     finally:
         if engine is not None:
             engine.close()

@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     model = Path(args.model)
     if not model.exists():
         raise InputError(model, "scoring model not found (run the stage that trains it first)")
-    with loader.open_engine(model, args.params) as engine:
-        m = run_score(args.candidates, engine, cfg, prompts, model_dir=model,
-                      engine_cfg=load_section("engine", args.params),
+    engine_cfg = load_section("engine", args.params)  # opens the model and is fingerprinted: one object
+    with loader.load_engine(model, engine_cfg) as engine:
+        m = run_score(args.candidates, engine, cfg, prompts, model_dir=model, engine_cfg=engine_cfg,
                       scores_path=args.out, metrics_path=args.metrics)
     log.info("scored %d pairs with %s (%s mode): histogram %s, parse failures %d",
              m["n"], model, m["mode"], m["histogram"], m["parse_failures"])

@@ -271,7 +271,7 @@ def test_stage_script_end_to_end(tmp_path, monkeypatch):
     (tmp_path / "models" / "backward").mkdir(parents=True)
     (tmp_path / "params.yaml").write_text("augment:\n  max_segments: 8\n  chunk_size: 3\n  seed: 5\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(loader, "open_engine", lambda model, params: FakeBackward())
+    monkeypatch.setattr(loader, "load_engine", lambda model, cfg: FakeBackward())
     dvc_stage.run("augment", None, "--segments", str(seg))
     kept = pl.read_parquet(tmp_path / "data/augmented/candidates.parquet")
     rej = pl.read_parquet(tmp_path / "data/augmented/rejected.parquet")

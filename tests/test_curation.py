@@ -251,7 +251,7 @@ def test_score_and_select_stages_end_to_end(tmp_path, monkeypatch, capsys):
     )
     monkeypatch.chdir(tmp_path)
     seen = []
-    monkeypatch.setattr(loader, "open_engine", lambda model, params: seen.append(model) or FakeJudge())
+    monkeypatch.setattr(loader, "load_engine", lambda model, cfg: seen.append(model) or FakeJudge())
     dvc_stage.run("score", "it1")
     assert seen == [Path("models/m0")]
     assert pl.read_parquet("data/scores/it1.parquet").height == 12

@@ -45,11 +45,11 @@ def project(tmp_path, monkeypatch):
     )
     engines = []
 
-    def fake_model(path, params):
+    def fake_model(path, cfg):
         engines.append(ModelEngine(path))
         return engines[-1]
 
-    monkeypatch.setattr(loader, "open_engine", fake_model)
+    monkeypatch.setattr(loader, "load_engine", fake_model)
     return tmp_path, engines
 
 
@@ -86,7 +86,7 @@ def test_judge_against_base(project, monkeypatch):
     run_stage("generate", monkeypatch, "it1")
     judges = []
 
-    def fake_judge(cfg, judge_dir, params):
+    def fake_judge(cfg, judge_dir, engine_cfg):
         judges.append(LongerJudge(scale=1.0))
         return judges[-1]
 
@@ -116,7 +116,7 @@ def test_judge_against_alpaca_reference_file(project, monkeypatch, capsys):
     (root / "davinci.json").write_text(json.dumps(ref))
     with open(root / "params.yaml", "a") as f:
         f.write("  reference: ./davinci.json\n")
-    monkeypatch.setattr(loading, "load_judge_engine", lambda cfg, judge_dir, params: LongerJudge(scale=1.0))
+    monkeypatch.setattr(loading, "load_judge_engine", lambda cfg, judge_dir, engine_cfg: LongerJudge(scale=1.0))
     run_stage("judge", monkeypatch, "it1")
     m = json.loads((root / "metrics/eval/it1.json").read_text())
     assert m["n_total"] == 4 and m["n_missing_reference"] == 6 and m["reference"] == "davinci"

@@ -10,6 +10,7 @@ import pytest
 from stub_server import StubServer
 from test_eval_fakes import slots
 
+from humpback.config import load_section
 from humpback.evaluation.config import JudgeConfig
 from humpback.evaluation.judge import PairwiseJudge
 from humpback.evaluation.loading import load_judge_engine
@@ -66,7 +67,7 @@ def test_openai_judge_against_stub(project, monkeypatch, logprobs):
     monkeypatch.setenv("JUDGE_KEY", "sekret")
     try:
         cfg = JudgeConfig(base_url=stub.url, model="judge-model", api_key_env="JUDGE_KEY")
-        with load_judge_engine(cfg, "models/unused", "params.yaml") as engine:
+        with load_judge_engine(cfg, "models/unused", load_section("engine", "params.yaml")) as engine:
             out = PairwiseJudge(engine, cfg).judge(pairs())
     finally:
         stub.close()

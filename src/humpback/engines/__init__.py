@@ -1,1 +1,1 @@
-"""Inference engines: one interface (base.Engine), several backends; `loader.open_engine` opens one."""
+"""Inference engines: one interface (base.Engine), several backends; `loader.load_engine` opens one."""

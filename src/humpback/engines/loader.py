@@ -1,4 +1,4 @@
-"""Opening an engine: `open_engine(model_dir, params)` picks the backend from the `engine` section and loads it."""
+"""Opening an engine: `load_engine(model_dir, engine_cfg)` picks the backend (the `engine` section) and loads it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from humpback.config import load_section
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
 
@@ -56,8 +55,3 @@ def load_engine(model_dir: str | Path, cfg: EngineConfig | None = None) -> Engin
 
         return RayEngine(model_dir, cfg)
     raise ValueError(f"unknown engine backend {backend!r}")
-
-
-def open_engine(model_dir: str | Path, params: str | Path) -> Engine:
-    """The one way stages open a model: the backend and its knobs from the params file's `engine` section."""
-    return load_engine(model_dir, load_section("engine", params))

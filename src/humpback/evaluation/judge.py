@@ -8,7 +8,6 @@ and is counted. Judging both orders and averaging cancels a judge's position bia
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, 
 from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
 from humpback.evaluation.config import JudgeConfig
+from humpback.evaluation.loading import judge_engine_config
 from humpback.evaluation.metrics import win_rate
 from humpback.prompts import chat
 
@@ -161,12 +161,7 @@ def judge_settings(cfg: JudgeConfig, engine_cfg: EngineConfig, judge_dir: str | 
     """What the judgements depend on besides the pairs and the chunking.
 
     The judge is the local model in `judge_dir`, or with `judge.base_url` the endpoint's served model."""
-    if cfg.base_url:  # as loading.load_judge_engine builds it: the judge section names the endpoint
-        endpoint = dataclasses.replace(engine_cfg, backend="openai", openai=dataclasses.replace(
-            engine_cfg.openai, base_url=cfg.base_url, model=cfg.model))
-        model = model_identity(None, endpoint)
-    else:
-        model = model_identity(judge_dir, engine_cfg)
+    model = model_identity(None if cfg.base_url else judge_dir, judge_engine_config(cfg, engine_cfg))
     # chunk_size is recorded by process_in_chunks itself
     sections = record({"judge": cfg}, UNRECORDED.keys() | {"judge.chunk_size"})
     return {**sections, "engine": engine_settings(engine_cfg), "model": model}

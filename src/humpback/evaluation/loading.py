@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from humpback.config import load_section
 from humpback.engines import loader
 from humpback.engines.base import Engine
+from humpback.engines.config import EngineConfig
 from humpback.errors import InputError
 from humpback.evaluation.config import JudgeConfig
 
@@ -24,13 +24,19 @@ def judge_name(cfg: JudgeConfig, judge_dir: str | Path) -> str:
     return f"{cfg.model}@{cfg.base_url}" if cfg.base_url else str(model_dir(judge_dir))
 
 
-def load_judge_engine(cfg: JudgeConfig, judge_dir: str | Path, params: str | Path) -> Engine:
+def judge_engine_config(cfg: JudgeConfig, engine_cfg: EngineConfig) -> EngineConfig:
+    """The engine settings the judge runs with: with `judge.base_url`, the endpoint the judge section
+    names (retries, timeout and concurrency still from engine.openai); else `engine` as it is."""
+    if not cfg.base_url:
+        return engine_cfg
+    return dataclasses.replace(engine_cfg, backend="openai", openai=dataclasses.replace(
+        engine_cfg.openai, base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env))
+
+
+def load_judge_engine(cfg: JudgeConfig, judge_dir: str | Path, engine_cfg: EngineConfig) -> Engine:
     """The judge: an OpenAI-compatible endpoint when base_url is set, else the local model in `judge_dir`."""
     if cfg.base_url:
         from humpback.engines.openai_engine import OpenAIEngine
 
-        # retries, timeout and concurrency come from engine.openai; the endpoint from the judge section
-        http = dataclasses.replace(load_section("engine", params).openai, base_url=cfg.base_url, model=cfg.model,
-                                   api_key_env=cfg.api_key_env)
-        return OpenAIEngine(http, model=cfg.model)
-    return loader.open_engine(model_dir(judge_dir), params)
+        return OpenAIEngine(judge_engine_config(cfg, engine_cfg).openai, model=cfg.model)
+    return loader.load_engine(model_dir(judge_dir), engine_cfg)

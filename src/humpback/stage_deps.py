@@ -30,6 +30,8 @@ class StageDeps:
     closure: set[Path]  # project files the command imports (relative to the repository root)
     missing: list[Path] = field(default_factory=list)  # imported, not covered by any dep
     extra: list[str] = field(default_factory=list)  # code deps that cover files the command never imports
+    sections_read: set[str] = field(default_factory=set)  # params sections the closure loads by name
+    sections_declared: set[str] = field(default_factory=set)  # sections with a key under `params:`
 
 
 def _module_file(module: str, src: Path) -> Path | None:
@@ -68,10 +70,12 @@ def _current_package(path: Path, src: Path) -> list[str]:
     return list(path.relative_to(src).parts[:-1])
 
 
-def imported_modules(path: Path, src: Path, sections: dict[str, str]) -> set[str]:
-    """Names of project modules `path` imports (absolute, relative and the two dynamic forms)."""
+def imported_modules(path: Path, src: Path, sections: dict[str, str]) -> tuple[set[str], set[str]]:
+    """Names of project modules `path` imports (absolute, relative and the two dynamic forms), and
+    the params sections it loads by name."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: set[str] = set()
+    loaded: set[str] = set()
     in_src = src in path.resolve().parents
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -94,24 +98,34 @@ def imported_modules(path: Path, src: Path, sections: dict[str, str]) -> set[str
             literal = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
             if fname == "import_module" and literal:
                 found.add(literal)
-            elif fname == "load_section" and literal in sections:
-                found.add(sections[literal].partition(":")[0])
-    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
+            elif fname == "load_section" and literal is not None:
+                loaded.add(literal)
+                if literal in sections:
+                    found.add(sections[literal].partition(":")[0])
+    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}, loaded
 
 
-def import_closure(script: Path, root: Path) -> set[Path]:
-    """Every project file that running `script` may import, relative to `root` (script included)."""
+def _walk(script: Path, root: Path) -> tuple[set[Path], set[str]]:
+    """The import closure of `script` (relative to `root`, script included) and the params sections
+    that closure loads by name; each file is parsed once."""
     src = (root / "src").resolve()
     sections = _sections(src)
-    todo, seen = [script.resolve()], set()
+    todo, seen, loaded = [script.resolve()], set(), set()
     while todo:
         f = todo.pop()
         if f in seen:
             continue
         seen.add(f)
-        for mod in imported_modules(f, src, sections):
+        modules, names = imported_modules(f, src, sections)
+        loaded |= names
+        for mod in modules:
             todo.extend(p.resolve() for p in _with_parents(mod, src) if p.resolve() not in seen)
-    return {p.relative_to(root.resolve()) for p in seen}
+    return {p.relative_to(root.resolve()) for p in seen}, loaded
+
+
+def import_closure(script: Path, root: Path) -> set[Path]:
+    """Every project file that running `script` may import, relative to `root` (script included)."""
+    return _walk(script, root)[0]
 
 
 def _script(cmd: str) -> Path | None:
@@ -140,7 +154,8 @@ def check_stages(root: Path = Path(".")) -> list[StageDeps]:
         script = _script(body["cmd"])
         if script is None:
             continue
-        closure = import_closure(root / script, root)
+        closure, read = _walk(root / script, root)
+        declared = {str(p).split(".")[0] for p in body.get("params") or [] if isinstance(p, str)}
         deps = [str(d) for d in body.get("deps") or []]
         code = [Path(d.rstrip("/")) for d in deps if code_dep(d)]
         missing = sorted(f for f in closure if not any(_covers(d, f) for d in code))
@@ -149,14 +164,15 @@ def check_stages(root: Path = Path(".")) -> list[StageDeps]:
             files = [p.relative_to(root) for p in (root / d).rglob("*.py")] if (root / d).is_dir() else [d]
             if any(f not in closure for f in files):
                 extra.append(str(d))
-        out.append(StageDeps(name, script, closure, missing, extra))
+        out.append(StageDeps(name, script, closure, missing, extra, read, declared))
     return out
 
 
 def report(root: Path = Path(".")) -> int:
     """Print each stage's missing and needless code deps; the exit status is 1 when any differ."""
     bad = 0
-    for s in check_stages(root):
+    stages = check_stages(root)
+    for s in stages:
         if not s.missing and not s.extra:
             continue
         bad = 1
@@ -165,7 +181,7 @@ def report(root: Path = Path(".")) -> int:
             print(f"  missing dep  {f}")
         for d in s.extra:
             print(f"  needless dep {d}")
-    for name, problems in params_problems(root).items():
+    for name, problems in _params_problems(stages).items():
         bad = 1
         print(f"{name}:")
         for problem in problems:
@@ -220,31 +236,18 @@ def fix(root: Path = Path(".")) -> list[str]:
     return changed
 
 
-def sections_read(closure: set[Path], root: Path = Path(".")) -> set[str]:
-    """The params sections the closure's code loads by name (`load_section("<name>", ...)`)."""
-    found: set[str] = set()
-    for f in closure:
-        for node in ast.walk(ast.parse((root / f).read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-                fn = node.func
-                name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
-                if name == "load_section" and isinstance(node.args[0].value, str):
-                    found.add(node.args[0].value)
-    return found
+def _params_problems(stages: list[StageDeps]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for s in stages:
+        problems = [f"reads `{sec}` but declares none of its keys" for sec in sorted(s.sections_read - s.sections_declared)]
+        problems += [f"declares `{sec}` keys but never reads the section"
+                     for sec in sorted(s.sections_declared - s.sections_read)]
+        if problems:
+            out[s.name] = problems
+    return out
 
 
 def params_problems(root: Path = Path(".")) -> dict[str, list[str]]:
     """Per stage: a section its code reads with no key declared under `params:`, or a declared key
     whose section its code never reads."""
-    doc = YAML(typ="safe").load((root / "dvc.yaml").read_text(encoding="utf-8"))
-    out: dict[str, list[str]] = {}
-    for s in check_stages(root):
-        body = doc["stages"][s.name]
-        body = body.get("do", body)
-        declared = {str(p).split(".")[0] for p in body.get("params") or [] if isinstance(p, str)}
-        read = sections_read(s.closure, root)
-        problems = [f"reads `{sec}` but declares none of its keys" for sec in sorted(read - declared)]
-        problems += [f"declares `{sec}` keys but never reads the section" for sec in sorted(declared - read)]
-        if problems:
-            out[s.name] = problems
-    return out
+    return _params_problems(check_stages(root))

@@ -1,4 +1,4 @@
-"""parse_score: the last explicit 1-5 rating in what real judge models write, else None."""
+"""parse_score: the last explicit rating in [1, 5] (decimals too) in what real judge models write, else None."""
 
 import pytest
 from hypothesis import given
@@ -16,7 +16,18 @@ JUDGE_OUTPUTS = [
     ("The answer is helpful and self-contained, but it is a blog excerpt. I would give this a 3.", 3),
     ("At first glance I thought Score: 2, but the answer does cover every step.\nScore: 4", 4),
     ("The response is excellent.\nScore: 7", None),  # out of range: never fall back to another number
-    ("Mostly good.\nScore: 4.5", None),  # the scale is integer; a half point is not rounded
+    ("Mostly good.\nScore: 4.5", 4.5),  # the paper's A_5 keeps >= 4.5: a half point is a rating
+    ("Clear and complete, a little long. 4.5/5", 4.5),
+    ("Score: 3.75", 3.75),
+    ("Rating: 4.5 out of 5", 4.5),
+    ("I would rate this response as 4.5.", 4.5),
+    ("**Score:** 4.5.", 4.5),
+    ("Score: 5.5", None),  # a decimal out of range
+    ("Score: 0.5", None),
+    ("Score: 4.5/10", None),  # another scale, with a decimal
+    ("Score: 4.25 to 4.5", None),  # a range whose ends are decimals is still a range
+    ("Score: 4-4.5", None),
+    ("Score: 4 or 5", None),
     ("The answer is fine, nothing to add.", None),
     ("## Evaluation\nThe answer gives only an outline.\n## Score: 2\n", 2),
     ("Good answer.   \nScore: 5   \n\n", 5),
@@ -35,7 +46,7 @@ JUDGE_OUTPUTS = [
     ("Score: 8/10", None),  # another scale
     ("Score: 3-4", None),  # a range is not a rating
     ("Score: <rating>", None),  # the template echoed, no rating given
-    ("Score: 4.0", 4),  # an integer written as a decimal
+    ("Score: 4.0", 4.0),
     ("A score of 1 means the answer is incomplete; 5 means perfect. This answer is perfect.\nScore: 5", 5),
     ("Score 1: The answer is incomplete or vague.\nScore 2: The answer gives only a method.", None),  # rubric echo
     ("Overall: 4/5", 4),
@@ -53,7 +64,9 @@ JUDGE_OUTPUTS = [
 
 @pytest.mark.parametrize("text, expected", JUDGE_OUTPUTS)
 def test_parse_real_looking_judge_outputs(text, expected):
-    assert parse_score(text) == expected
+    got = parse_score(text)
+    assert got == expected
+    assert got is None or type(got) is float  # one type for integer and fractional ratings alike
 
 
 def test_none_input():
@@ -63,6 +76,14 @@ def test_none_input():
 def test_last_explicit_out_of_range_does_not_fall_back():
     assert parse_score("Score: 4\nOn reflection, Score: 9") is None
     assert parse_score("Score: 9\nOn reflection, Score: 4") == 4
+    assert parse_score("Score: 4.5\nOn reflection, Score: 5.5") is None
+    assert parse_score("Score: 3\nOn reflection, Score: 4.5") == 4.5
+
+
+@given(st.integers(min_value=100, max_value=500), st.sampled_from(["Score: {x}", "{x}/5", "Rating: {x} out of 5"]))
+def test_any_decimal_in_range_is_read_exactly(hundredths, form):
+    x = f"{hundredths / 100:.2f}"
+    assert parse_score(f"Reasoning: fine.\n{form.format(x=x)}") == float(x)
 
 
 @given(st.text(max_size=300), st.integers(min_value=1, max_value=5), st.sampled_from(["", " ", "\n", "  \n"]))

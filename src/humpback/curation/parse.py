@@ -8,12 +8,14 @@ rubric before answering, so this parser:
   phrase ("give it a 4", "rate this response as 5"), or a bare "4/5" / "4 out of 5";
 * takes the LAST one, since the prompt asks for the rating on the last line and reasoning often
   quotes the scale first;
-* returns None when that last rating is not an integer 1-5: "Score: 7", "Score: 4.5" (the paper's
-  scale is integer, so a half point is not rounded to either side), "Score: 8/10", "Score: 3-4".
-  An out-of-range last rating never falls back to an earlier one: the judge's final word is wrong,
-  so the row counts as a parse failure.
+* returns it as a float in [1, 5], decimals included: the paper's iteration-2 "A_5" keeps pairs
+  scored >= 4.5, so "Score: 4.5" and "4.5/5" mean 4.5 (and "3.75" means 3.75), not a failure;
+* returns None when that last rating is outside 1-5 or not one number: "Score: 7", "Score: 0",
+  "Score: 8/10" (another scale), "Score: 3-4" and "4 or 5" (ranges). An out-of-range last rating
+  never falls back to an earlier one: the judge's final word is wrong, so the row counts as a
+  parse failure.
 
-"4.0" is read as 4 (an integer written as a decimal). Number words ("Score: four") count.
+Number words ("Score: four") count.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ _WORDS = {
 # A number, possibly signed or decimal, or a number word; then an optional "/ d" or "out of d".
 _NUM = r"(?P<num>[+-]?\d+(?:\.\d+)?|" + "|".join(_WORDS) + r")"
 _DENOM = r"(?:\s*(?:/|out\s+of)\s*(?P<den>\d+))?"
-# A range such as "3-4" or "4 or 5" is explicit but ambiguous: recognised so that it yields None.
-_RANGE = r"(?P<range>\s*(?:-|–|to|or)\s*\d)?"
+# A range such as "3-4", "4 or 5" or "4.25 to 4.5" is explicit but ambiguous: recognised so that it
+# yields None (its second number is read whole, or the regex would drop the range and keep the first).
+_RANGE = r"(?P<range>\s*(?:-|–|to|or)\s*\d+(?:\.\d+)?)?"
 # The number must end there: not "45", not "4.5" half-read, not "score 1: means ..." (rubric restated).
 _END = r"(?![\d.]\d)(?!\w)(?!\s*(?:means|indicates|would\s+mean|=)\b)(?!:\s*[A-Za-z])"
 
@@ -49,7 +52,7 @@ _PHRASE = re.compile(
 _FRACTION = re.compile(r"(?<![\w.])(?P<num>\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*(?P<den>5)\b(?!\.\d)(?P<range>)", re.IGNORECASE)
 
 
-def _value(m: re.Match) -> int | None:
+def _value(m: re.Match) -> float | None:
     if m.group("range"):
         return None
     raw = m.group("num").lower()
@@ -57,16 +60,16 @@ def _value(m: re.Match) -> int | None:
     den = m.group("den")
     if den is not None and int(den) != 5:
         return None
-    if value != int(value) or not 1 <= value <= 5:
+    if not 1 <= value <= 5:
         return None
-    return int(value)
+    return value
 
 
-def parse_score(text: str | None) -> int | None:
-    """The last explicit rating in `text` if it is an integer 1-5, else None."""
+def parse_score(text: str | None) -> float | None:
+    """The last explicit rating in `text` if it lies in [1, 5] (decimals allowed), else None."""
     if not text:
         return None
-    last: tuple[int, int | None] | None = None  # (end position, value)
+    last: tuple[int, float | None] | None = None  # (end position, value)
     for pattern in (_LABEL, _PHRASE, _FRACTION):
         for m in pattern.finditer(text):
             if last is None or m.end() > last[0]:

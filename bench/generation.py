@@ -19,10 +19,10 @@ import torch
 
 from humpback.engines.base import Sampling
 from humpback.engines.config import EngineConfig
-from humpback.engines.prompting import encode
 from humpback.engines.transformers_engine import TransformersEngine
 from humpback.models import BaseModelConfig, prepare_base
 from humpback.prompts import chat
+from humpback.rendering import encode
 
 TOPICS = ["whales", "bread", "the moon", "tea", "volcanoes", "chess", "rain", "bicycles"]
 ASKS = ["Explain how {} work in simple terms.", "Give three facts about {}.",

@@ -11,9 +11,10 @@ import humpback.engines.loader as engines
 from humpback.engines.base import Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.loader import load_engine, select_backend
-from humpback.engines.prompting import CUT_MARK, choice_plan, encode
+from humpback.engines.prompting import choice_plan
 from humpback.errors import ConfigError
 from humpback.prompts import chat
+from humpback.rendering import CUT_MARK, encode
 
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=6, seed=0)
 DIGITS = ["1", "2", "3", "4", "5"]

@@ -9,6 +9,7 @@ from humpback.config import load_section
 from humpback.errors import EmptyResultError, InputError
 from humpback.models import load_embedded_tokenizer
 from humpback.prompts import PromptsConfig
+from humpback.rendering import CUT_MARK, encode
 from humpback.training import build_examples, effective_batch, lr_factor, plan_batches, read_pairs, tokenize_example
 from humpback.training.data import IGNORE, TokenizeStats
 
@@ -70,9 +71,14 @@ def test_truncation_keeps_the_short_side_whole(tok):
     long_text = " ".join(f"word{i}" for i in range(400))
     # backward: the document is in the prompt; it is shortened, the instruction learnt whole
     back = build_examples("backward", PromptsConfig(), pl.DataFrame({"instruction": ["Q?"], "output": [long_text]}))
-    t = tokenize_example(tok, back[0].messages, 96, stats)
-    assert len(t.input_ids) <= 96 and reply_text(tok, t) == "Q?" + END
-    assert "word0 word1" in tok.decode(t.input_ids)  # the beginning of the document is kept
+    t = tokenize_example(tok, back[0].messages, 160, stats)
+    assert len(t.input_ids) <= 160 and reply_text(tok, t) == "Q?" + END
+    text = tok.decode(t.input_ids)
+    # the document loses its middle: its beginning and its end (and the task after it) are kept
+    assert "word0 word1" in text and "word399" in text and CUT_MARK in text and "word200 " not in text
+    # the rule inference applies: the same prompt tokens as the engines send for the same room
+    n_prompt = t.labels.index(next(lab for lab in t.labels if lab != IGNORE))
+    assert encode(tok, back[0].messages[:-1], max_tokens=160 - (len(t.input_ids) - n_prompt)) == t.input_ids[:n_prompt]
     # forward: a long answer is cut at the end (no end token), the prompt kept whole
     fwd = build_examples("m0", PromptsConfig(), pl.DataFrame({"instruction": ["Q?"], "output": [long_text]}))
     t = tokenize_example(tok, fwd[0].messages, 96, stats)

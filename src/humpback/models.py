@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from humpback import rendering
 from humpback.errors import ConfigError, InputError
 from humpback.io import write_json
 
@@ -36,6 +37,9 @@ class TinyConfig:
     num_key_value_heads: int = 2
     intermediate_size: int = 128
     seed: int = 0
+    # false: a pretrained-style tokenizer (no chat template, no pad token, BOS = EOS = <|endoftext|>),
+    # as a base LLaMA has: exercises the plain prompt format end to end
+    chat: bool = True
 
 
 @dataclass
@@ -44,6 +48,9 @@ class BaseModelConfig:
     # tiny = a random tiny Llama (tests); otherwise a local checkpoint path or a Hugging Face id.
     source: str = "embedded"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # dtype of the converted checkpoint
+    # auto: the tokenizer's chat template when it has one, else ours for pretrained models (plain);
+    # chat: the tokenizer's template (an error without one); plain: ours even if a template exists
+    prompt_format: Literal["auto", "chat", "plain"] = "auto"
     tiny: TinyConfig | None = None
 
     def source_kind(self) -> Literal["embedded", "tiny", "path", "hub"] | None:
@@ -67,6 +74,7 @@ class ModelRef:
 
     base: str
     adapter: str | None = None
+    prompt_format: str = "auto"  # a pointer's format (auto | chat | plain); trained models carry their template
 
     @property
     def name(self) -> str:
@@ -133,6 +141,10 @@ def build_tiny(out: Path, cfg: TinyConfig) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = load_embedded_tokenizer()
+    if not cfg.chat:
+        tok.chat_template = None
+        tok.pad_token = None
+        tok.bos_token = tok.eos_token = "<|endoftext|>"
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=cfg.hidden_size,
@@ -151,6 +163,14 @@ def build_tiny(out: Path, cfg: TinyConfig) -> None:
     tok.save_pretrained(out)
 
 
+def _save_prepared_tokenizer(out: Path, fmt: str) -> None:
+    """Rewrite the checkpoint's tokenizer with the chosen prompt format and a pad token."""
+    from transformers import AutoTokenizer
+
+    tok = rendering.prepare(AutoTokenizer.from_pretrained(out), fmt)
+    tok.save_pretrained(out)
+
+
 def prepare_base(cfg: BaseModelConfig, out: str | Path) -> ModelRef:
     """Materialise `models/base` from params: converted, built, or a pointer to the user's model."""
     out = Path(out)
@@ -160,9 +180,11 @@ def prepare_base(cfg: BaseModelConfig, out: str | Path) -> ModelRef:
     if cfg.source == "embedded":
         convert_embedded(staging, cfg.dtype)
         meta = {"kind": "checkpoint", "source": f"embedded:{embedded_gguf().name}"}
+        _save_prepared_tokenizer(staging, cfg.prompt_format)
     elif cfg.source == "tiny":
         build_tiny(staging, cfg.tiny or TinyConfig())
         meta = {"kind": "checkpoint", "source": "tiny"}
+        _save_prepared_tokenizer(staging, cfg.prompt_format)
     else:
         kind = cfg.source_kind()
         if kind is None:
@@ -170,7 +192,9 @@ def prepare_base(cfg: BaseModelConfig, out: str | Path) -> ModelRef:
         p = Path(cfg.source).expanduser()
         if kind == "path" and not (p / "config.json").is_file():
             raise InputError(p, "not a model directory (no config.json)")
-        meta = {"kind": "pointer", "base": str(p.resolve()) if kind == "path" else cfg.source}
+        base = str(p.resolve()) if kind == "path" else cfg.source
+        # The user's model stays where it is: the pointer records the format its prompts take.
+        meta = {"kind": "pointer", "base": base, "prompt_format": pointer_format(base, cfg.prompt_format)}
     write_json(meta, staging / META)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
@@ -188,21 +212,35 @@ def resolve(model_dir: str | Path) -> ModelRef:
         base = meta.get("base")
         if not base:
             raise InputError(d, f"LoRA adapter without {META} naming its base")
-        return ModelRef(base=resolve(base).base, adapter=str(d))
+        return ModelRef(base=resolve(base).base, adapter=str(d), prompt_format=resolve(base).prompt_format)
     if meta.get("kind") == "pointer":
-        return ModelRef(base=meta["base"])
+        return ModelRef(base=meta["base"], prompt_format=meta.get("prompt_format", "auto"))
     if not (d / "config.json").is_file():
         raise InputError(d, "not a model directory (no config.json, adapter_config.json or pointer)")
     return ModelRef(base=str(d))
 
 
+def pointer_format(base: str, fmt: str) -> str:
+    """The prompt format of a model used in place, decided from its tokenizer when it can be read
+    here; otherwise (a hub id not downloaded yet) the setting itself, decided when it is loaded."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(base)
+    except (OSError, ValueError) as e:
+        log.info("prompt format of %s decided at load time (%s)", base, type(e).__name__)
+        return fmt
+    return rendering.resolve_format(tok, fmt)
+
+
 def load_tokenizer(ref: ModelRef):
+    """The tokenizer to render prompts with: the adapter's (it holds the template it was trained
+    with) or the base's, in the model's prompt format, with a pad token."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(ref.adapter or ref.base)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    # an adapter's tokenizer already holds the template it was trained with
+    return rendering.prepare(tok, "auto" if ref.adapter else ref.prompt_format)
 
 
 def load_model(ref: ModelRef, dtype: str = "auto", device: str | None = None, merge: bool = True):

@@ -1,52 +1,11 @@
-"""Tokenizer-side helpers shared by the local backends: chat rendering, length fitting, choice tokens."""
+"""Tokenizer-side helpers shared by the local backends: the tokens that spell a choice, log-sum-exp.
+
+Prompts are rendered and fitted to length by humpback.rendering (shared with training)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-
-from humpback.engines.base import Messages
-
-CUT_MARK = "\n[...]\n"  # stands where the middle of an over-long user message was removed
-
-
-def render(tok, messages: Messages, assistant_prefix: str = "") -> str:
-    """The model's chat template with the assistant turn opened, then the reply's forced start."""
-    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text + assistant_prefix
-
-
-def _ids(tok, messages: Messages, assistant_prefix: str) -> list[int]:
-    # The template already holds BOS/special tokens as text, so no second BOS is added.
-    return tok(render(tok, messages, assistant_prefix), add_special_tokens=False)["input_ids"]
-
-
-def encode(tok, messages: Messages, assistant_prefix: str = "", max_tokens: int = 0) -> list[int]:
-    """Token ids of the rendered prompt, at most `max_tokens` long (0 = no limit).
-
-    Too long a prompt loses the middle of its last user message: the task statement at its start
-    and the request at its end survive, the long web segment or answer in between is shortened.
-    If even that cannot fit (a huge system prompt), the oldest tokens are dropped.
-    """
-    ids = _ids(tok, messages, assistant_prefix)
-    if max_tokens <= 0 or len(ids) <= max_tokens:
-        return ids
-    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
-    k = users[-1] if users else len(messages) - 1
-    content = tok(messages[k]["content"], add_special_tokens=False)["input_ids"]
-    overhead = len(ids) - len(content) + len(tok(CUT_MARK, add_special_tokens=False)["input_ids"])
-    keep = max_tokens - overhead
-    for _ in range(3):  # decode/re-encode may shift a token or two at the seams
-        if keep <= 1:
-            break
-        head, tail = keep - keep // 2, keep // 2
-        short = tok.decode(content[:head]) + CUT_MARK + tok.decode(content[len(content) - tail :])
-        trimmed = [*messages[:k], {**messages[k], "content": short}, *messages[k + 1 :]]
-        ids = _ids(tok, trimmed, assistant_prefix)
-        if len(ids) <= max_tokens:
-            return ids
-        keep -= len(ids) - max_tokens
-    return ids[-max_tokens:]
 
 
 def choice_token_ids(tok, choice: str) -> set[int]:

@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 
 from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
-from humpback.engines.prompting import choice_plan, encode, logsumexp
+from humpback.engines.prompting import choice_plan, logsumexp
 from humpback.hardware import cpu_has_bf16, cpu_threads
 from humpback.models import load_model, load_tokenizer, resolve
+from humpback.rendering import encode
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import EngineConfig
-from humpback.engines.prompting import choice_plan, encode, logsumexp
+from humpback.engines.prompting import choice_plan, logsumexp
 from humpback.errors import ConfigError
 from humpback.models import load_tokenizer, resolve
+from humpback.rendering import encode
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from typing import Literal
 import polars as pl
 import torch
 
+from humpback import rendering
 from humpback.errors import EmptyResultError, InputError
 from humpback.prompts import Messages, PromptsConfig, backward_messages, forward_messages
 from humpback.readers import read_table
@@ -58,8 +59,13 @@ def build_examples(
     curated: pl.DataFrame | None = None,
     seed_path: str = "seed",
     curated_path: str = "curated",
+    *,
+    with_seed: bool = True,
 ) -> list[Example]:
-    """The chat examples for one training kind, seed first, then curated (the trainer shuffles)."""
+    """The chat examples for one training kind, seed first, then curated (the trainer shuffles).
+    with_seed=False (forward only, mix.seed: false): the curated pairs alone, the paper's "w/o seed"."""
+    if not with_seed and kind != "forward":
+        raise ValueError(f"training kind {kind!r} learns from the seed pairs; with_seed=False is for forward only")
     seed_pairs = _pairs(seed, seed_path)
     if kind == "backward":
         return [Example(backward_messages(prompts, output, instruction), "seed") for instruction, output in seed_pairs]
@@ -70,6 +76,8 @@ def build_examples(
         raise ValueError(f"unknown training kind {kind!r}")
     if curated is None:
         raise ValueError("forward training needs the curated pairs")
+    if not with_seed:
+        examples = []
     examples += [Example(forward_messages(prompts.augmented_tag, i, o), "curated") for i, o in _pairs(curated, curated_path)]
     return examples
 
@@ -89,16 +97,10 @@ class TokenizeStats:
     dropped: Counter = field(default_factory=Counter)  # reason -> count
 
 
-def _render(tokenizer, messages: Messages, generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    # the template already writes any BOS/special tokens it wants
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
 def _split(tokenizer, messages: Messages) -> tuple[list[int], list[int]]:
     """(prompt tokens, reply tokens), the reply ending with the end-of-turn token and nothing after it."""
-    prompt = _render(tokenizer, messages[:-1], True)
-    full = _render(tokenizer, messages, False)
+    prompt = rendering.token_ids(tokenizer, messages[:-1], generation_prompt=True)
+    full = rendering.token_ids(tokenizer, messages, generation_prompt=False)
     n = 0  # longest common prefix: equal to len(prompt) for every template with special-token boundaries
     while n < min(len(prompt), len(full)) and prompt[n] == full[n]:
         n += 1
@@ -117,16 +119,18 @@ def tokenize_example(tokenizer, messages: Messages, max_seq_len: int, stats: Tok
     """Tokenize one chat example; labels are IGNORE on the prompt. Returns None if it cannot fit.
 
     Too long: when the reply is the longer side it is cut at the end (losing its end token, as plain
-    truncation does); when the prompt is (the backward model reads a whole document), the user's text
-    is shortened, keeping its beginning, so that the reply is learnt whole.
+    truncation does); when the prompt is (the backward model reads a whole document), the user's
+    text loses its middle by the rule inference uses too (`rendering.cut_middle`), so the reply is
+    learnt whole and the model sees a long text the same way when trained and when used.
     """
     stats = stats if stats is not None else TokenizeStats()
     prompt, reply = _split(tokenizer, messages)
     if len(prompt) + len(reply) > max_seq_len and len(prompt) > len(reply):
-        messages, prompt, reply = _shorten_user(tokenizer, messages, max_seq_len, len(reply))
-        if messages is None:
+        trimmed = rendering.cut_middle(tokenizer, messages, lambda m: sum(map(len, _split(tokenizer, m))), max_seq_len)
+        if trimmed is None:
             stats.dropped["reply_too_long_for_max_seq_len"] += 1
             return None
+        prompt, reply = _split(tokenizer, trimmed)
         stats.truncated["prompt"] += 1
     if len(prompt) + len(reply) > max_seq_len:
         room = max_seq_len - len(prompt)
@@ -139,24 +143,6 @@ def tokenize_example(tokenizer, messages: Messages, max_seq_len: int, stats: Tok
     stats.tokens += len(prompt) + len(reply)
     stats.loss_tokens += len(reply)
     return Tokenized(prompt + reply, [IGNORE] * len(prompt) + reply)
-
-
-def _shorten_user(tokenizer, messages: Messages, max_seq_len: int, reply_len: int):
-    """Cut the last user message so that the rendered example fits; (None, ..) if even an empty one does not."""
-    idx = max(i for i, m in enumerate(messages) if m["role"] == "user")
-    content_ids = tokenizer(messages[idx]["content"], add_special_tokens=False)["input_ids"]
-    for _ in range(4):  # re-rendering can move a token or two at the cut; converge in a few rounds
-        prompt, reply = _split(tokenizer, messages)
-        excess = len(prompt) + len(reply) - max_seq_len
-        if excess <= 0:
-            return messages, prompt, reply
-        keep = len(content_ids) - excess - 1
-        if keep <= 0:
-            return None, None, None
-        content_ids = content_ids[:keep]
-        messages = [*messages[:idx], {**messages[idx], "content": tokenizer.decode(content_ids)}, *messages[idx + 1 :]]
-    prompt, reply = _split(tokenizer, messages)
-    return (messages, prompt, reply) if len(prompt) + len(reply) <= max_seq_len else (None, None, None)
 
 
 def tokenize_all(tokenizer, examples: list[Example], max_seq_len: int) -> tuple[list[Tokenized], TokenizeStats]:

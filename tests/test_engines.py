@@ -241,3 +241,49 @@ def test_vllm_engine_settings_come_from_params():
     assert "enable_lora" not in plain
     assert engine_kwargs(cfg, lora=True) == {**plain, "enable_lora": True, "max_lora_rank": 32, "max_loras": 1}
     assert "max_model_len" not in engine_kwargs(EngineConfig(), lora=False)  # 0 = the model's own limit
+
+
+def test_ray_backend_hands_ray_prompts_rendered_and_fitted_here(tiny_model_dir, monkeypatch):
+    """Ray's own chat-template stage is off: the rows carry our rendered text (a pretrained model
+    in the plain format is prompted as it was trained), fitted to engine.max_input_tokens."""
+    import sys
+    import types
+
+    from humpback.engines.ray_engine import RayEngine
+    from humpback.models import load_tokenizer, resolve
+    from humpback.rendering import encode
+
+    seen: dict = {}
+
+    class Dataset:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def take_all(self):
+            return self.rows
+
+    def build_processor(config, preprocess, postprocess):
+        seen["config"] = config
+
+        def run(ds):
+            rows = [preprocess(r) for r in ds.rows]
+            seen["rows"] = rows
+            return Dataset([postprocess({**r, "generated_text": f" out {r['i']} "}) for r in rows])
+        return run
+
+    llm = types.SimpleNamespace(vLLMEngineProcessorConfig=lambda **kw: kw, build_processor=build_processor)
+    data = types.SimpleNamespace(llm=llm, from_items=Dataset)
+    ray = types.SimpleNamespace(is_initialized=lambda: True, data=data)
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setitem(sys.modules, "ray.data", data)
+    monkeypatch.setitem(sys.modules, "ray.data.llm", llm)
+
+    cfg = EngineConfig(backend="ray", max_input_tokens=40)
+    long = chat("word " * 200 + "end of request", system="sys")
+    out = RayEngine(tiny_model_dir, cfg).generate([chat("hi"), long], Sampling(max_new_tokens=4))
+    assert out == ["out 0", "out 1"]
+    assert seen["config"]["apply_chat_template"] is False
+    tok = load_tokenizer(resolve(tiny_model_dir))
+    texts = [r["prompt"] for r in seen["rows"]]
+    assert texts[0] == tok.decode(encode(tok, chat("hi")))
+    assert "end of request" in texts[1] and len(tok(texts[1], add_special_tokens=False)["input_ids"]) <= 41

@@ -164,3 +164,54 @@ def test_failure_after_retries_keeps_partial_answers(serve):
         out = e.generate(reqs, Sampling())
     assert out[4] == "echo: q4 bad" and out[:4] == err.partial[:4]
     assert len(server.bodies) - sent == 8 - err.done
+
+
+def completion(text: str, top: dict[str, float] | None = None) -> dict:
+    choice: dict = {"index": 0, "text": text, "finish_reason": "stop"}
+    if top is not None:
+        choice["logprobs"] = {"tokens": [next(iter(top))], "token_logprobs": [max(top.values())], "top_logprobs": [top]}
+    return {"id": "x", "object": "text_completion", "choices": [choice]}
+
+
+def test_completions_api_sends_the_prompt_rendered_here(serve):
+    """A served pretrained model has no chat template: the prompt goes out as text in our format."""
+    from humpback.rendering import render_plain
+
+    def respond(body, n):
+        if body["max_tokens"] == 1:
+            return 200, completion(" 4", {" 4": math.log(0.6), " 5": math.log(0.3), "x": math.log(0.1)}), {}
+        return 200, completion(" an answer "), {}
+
+    server = serve(respond)
+    msgs = chat("Name a red fruit.", system="Answer in the style of an AI Assistant.")
+    with make(server, api="completions") as e:
+        assert e.generate([msgs], Sampling(temperature=0.0, max_new_tokens=7, seed=1)) == ["an answer"]
+        lps = e.choice_logprobs([msgs], ["4", "5"], assistant_prefix="Score: ")
+    assert [p.rsplit("/", 1)[-1] for p in server.paths] == ["completions", "completions"]
+    assert "messages" not in server.bodies[0] and server.bodies[0]["prompt"] == render_plain(msgs)
+    assert server.bodies[0]["prompt"].endswith("### User:\nName a red fruit.\n\n### Assistant:\n")
+    assert server.bodies[1]["prompt"] == render_plain(msgs) + "Score: " and server.bodies[1]["logprobs"] == 20
+    assert lps[0]["4"] == pytest.approx(math.log(0.6)) and lps[0]["5"] == pytest.approx(math.log(0.3))
+    # an endpoint that returns no top log-probabilities says so in the error type scoring falls back on
+    server2 = serve(lambda body, n: (200, completion("4"), {}))
+    with make(server2, api="completions") as e, pytest.raises(LogprobsUnsupported):
+        e.choice_logprobs([msgs], ["4", "5"], assistant_prefix="Score: ")
+
+
+def test_completions_api_renders_with_the_model_directorys_tokenizer(serve, tmp_path):
+    from humpback.engines.config import EngineConfig
+    from humpback.engines.loader import load_engine
+    from humpback.models import BaseModelConfig, load_tokenizer, prepare_base
+    from humpback.rendering import render
+
+    ref = prepare_base(BaseModelConfig(source="tiny"), tmp_path / "m0")  # a chat-template model
+    server = serve(lambda body, n: (200, completion("ok"), {}))
+    cfg = EngineConfig(backend="openai", openai=OpenAIConfig(base_url=server.url, api="completions", backoff=0.01))
+    msgs = chat("hi", system="sys")
+    with load_engine(tmp_path / "m0", cfg) as e:
+        e.generate([msgs], Sampling(max_new_tokens=3))
+    sent = server.bodies[0]
+    assert sent["model"] == "m0"
+    tok = load_tokenizer(ref)
+    # ChatML's first <|im_start|> is a role marker, not a BOS the server would add: it stays
+    assert sent["prompt"] == render(tok, msgs) and sent["prompt"].startswith("<|im_start|>system")

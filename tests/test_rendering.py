@@ -93,3 +93,14 @@ def test_tiny_pretrained_style_checkpoint_is_saved_in_plain_format(tmp_path):
     with pytest.raises(ConfigError, match="no chat template"):
         prepare_base(BaseModelConfig(source="tiny", tiny=TinyConfig(chat=False), prompt_format="chat"),
                      tmp_path / "base2")
+
+
+def test_a_server_that_adds_bos_gets_the_prompt_without_ours(bare):
+    from humpback.rendering import for_server
+
+    tok = prepare(bare, "auto")
+    text = render(tok, MSGS[:-1])
+    adds_bos = tok("x", add_special_tokens=True)["input_ids"][0] == tok.bos_token_id
+    assert for_server(tok, text) == (text.removeprefix("<|endoftext|>") if adds_bos else text)
+    chat = load_embedded_tokenizer()  # ChatML: the leading <|im_start|> is a role marker
+    assert for_server(chat, render(chat, MSGS[:-1])) == render(chat, MSGS[:-1])

@@ -109,6 +109,17 @@ def encode(tok, messages: Messages, assistant_prefix: str = "", max_tokens: int 
     return ids_of(trimmed) if trimmed is not None else ids[-max_tokens:]
 
 
+def for_server(tok, text: str) -> str:
+    """A rendered prompt for a server that tokenizes it with special tokens added (a /completions
+    endpoint, Ray's tokenizer stage): the BOS the template wrote goes when the tokenizer adds its
+    own, so there is one. ChatML templates that start with a role marker keep it."""
+    bos = tok.bos_token
+    if not bos or not text.startswith(bos):
+        return text
+    adds = tok("x", add_special_tokens=True)["input_ids"]
+    return text[len(bos):] if adds and adds[0] == tok.bos_token_id else text
+
+
 def render_plain(messages: Messages, *, assistant_prefix: str = "") -> str:
     """PLAIN_TEMPLATE without a tokenizer, for a completions endpoint (which adds its own BOS)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment

@@ -36,6 +36,10 @@ class OpenAIConfig:
     # continue_final_message; none = no prefix, read the first reply token; auto = continue, and
     # switch to none for good when the endpoint rejects the extra fields (HTTP 400/422).
     prefix_mode: Literal["auto", "continue", "none"] = "auto"
+    # chat: /chat/completions, the server applies the model's chat template. completions:
+    # /completions with the prompt rendered here (the local model directory's tokenizer, else our
+    # plain format): for a served pretrained model that has no chat template.
+    api: Literal["chat", "completions"] = "chat"
 
 
 @dataclass

@@ -29,6 +29,17 @@ def select_backend(cfg: EngineConfig) -> str:
     return "vllm" if cuda_available() and vllm_available() else "transformers"
 
 
+def completions_tokenizer(model_dir: str | Path):
+    """The tokenizer a completions endpoint's prompts are rendered with: the served model's own
+    directory when it is here (its template is what it was trained on), else None (plain format)."""
+    from humpback.models import load_tokenizer, resolve
+
+    d = Path(model_dir)
+    if not (d.is_dir() and any((d / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "humpback_model.json"))):
+        return None
+    return load_tokenizer(resolve(d))
+
+
 def load_engine(model_dir: str | Path, cfg: EngineConfig | None = None) -> Engine:
     """Load the model in `model_dir` (checkpoint, LoRA adapter or pointer) with the configured backend.
 
@@ -49,7 +60,8 @@ def load_engine(model_dir: str | Path, cfg: EngineConfig | None = None) -> Engin
     if backend == "openai":
         from humpback.engines.openai_engine import OpenAIEngine
 
-        return OpenAIEngine(cfg.openai, model=cfg.openai.model or Path(model_dir).name)
+        return OpenAIEngine(cfg.openai, model=cfg.openai.model or Path(model_dir).name,
+                            tokenizer=completions_tokenizer(model_dir) if cfg.openai.api == "completions" else None)
     if backend == "ray":
         from humpback.engines.ray_engine import RayEngine
 

@@ -6,7 +6,11 @@ or a reply of the wrong shape fail at once. When a request still fails, the in-f
 and an EngineError names the endpoint and the status, carrying every answer that did arrive in
 `.partial`. Answers are also remembered by the engine, so calling again re-sends only the missing.
 
-`assistant_prefix` for choice_logprobs: the prefix goes out as a final assistant message with
+`api: completions` sends /completions with the prompt text rendered by humpback.rendering (the
+model directory's tokenizer where there is one, else our plain format), the way training rendered
+it; the prefix is appended to that text, and top log-probabilities are read from `logprobs`.
+
+`assistant_prefix` for choice_logprobs (chat api): the prefix goes out as a final assistant message with
 vLLM's `continue_final_message: true, add_generation_prompt: false`, so the model continues it.
 Endpoints that reject those fields (HTTP 400/422) are asked again without the prefix, reading the
 first reply token (prefix_mode: auto); prefix_mode: none never sends it.
@@ -30,6 +34,7 @@ from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import OpenAIConfig
 from humpback.engines.prompting import logsumexp
 from humpback.errors import ConfigError
+from humpback.rendering import for_server, render, render_plain
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +56,17 @@ class _Stopped(Exception):
 class OpenAIEngine(Engine):
     name = "openai"
 
-    def __init__(self, cfg: OpenAIConfig, model: str = "", *, transport: httpx.BaseTransport | None = None):
+    def __init__(self, cfg: OpenAIConfig, model: str = "", *, transport: httpx.BaseTransport | None = None,
+                 tokenizer=None):
         if not cfg.base_url:
             raise ConfigError("engine.openai.base_url: empty; set the endpoint, e.g. http://localhost:8000/v1")
         self.cfg = cfg
         self.model = model or cfg.model
         if not self.model:
             raise ConfigError("engine.openai.model: empty; name the model the endpoint serves")
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self.api = cfg.api
+        self.url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.api == "chat" else "/completions")
+        self.tok = tokenizer  # completions api: renders the prompt; None = our plain format
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         if key:
@@ -150,16 +158,25 @@ class OpenAIEngine(Engine):
 
     # -- Engine ----------------------------------------------------------------------------------
 
+    def _prompt(self, messages: Messages, assistant_prefix: str = "") -> str:
+        """The completions api's prompt text; the BOS the template writes is left to the server."""
+        if self.tok is None:
+            return render_plain(messages, assistant_prefix=assistant_prefix)
+        return for_server(self.tok, render(self.tok, messages, assistant_prefix=assistant_prefix))
+
     def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
         def make(i: int):
             payload = {
                 "model": self.model,
-                "messages": list(requests[i]),
                 "max_tokens": sampling.max_new_tokens,
                 "temperature": sampling.temperature,
                 "top_p": sampling.top_p if sampling.temperature > 0 else 1.0,
                 "seed": sampling.seed,
             }
+            if self.api == "completions":
+                return {**payload, "prompt": self._prompt(requests[i])}, \
+                    lambda body: (body["choices"][0]["text"] or "").strip()
+            payload["messages"] = list(requests[i])
             return payload, lambda body: (body["choices"][0]["message"]["content"] or "").strip()
 
         return self._run(make, len(requests), desc)
@@ -194,13 +211,27 @@ class OpenAIEngine(Engine):
                 p.update(continue_final_message=True, add_generation_prompt=False)
             return {**p, "messages": msgs}
 
+        def parse_completion(body: dict) -> dict[str, float]:
+            tops = (body["choices"][0].get("logprobs") or {}).get("top_logprobs") or []
+            if not tops or not tops[0]:
+                raise LogprobsUnsupported(f"{self.url}: the reply carries no logprobs for model '{self.model}'")
+            got: dict[str, list[float]] = {c: [] for c in choices}
+            for token, logprob in tops[0].items():
+                if str(token).strip() in got:
+                    got[str(token).strip()].append(float(logprob))
+            return {c: logsumexp(v) if v else -math.inf for c, v in got.items()}
+
         def make(i: int):
+            if self.api == "completions":
+                return {"model": self.model, "prompt": self._prompt(requests[i], assistant_prefix), "max_tokens": 1,
+                        "temperature": 0.0, "logprobs": TOP_LOGPROBS}, parse_completion
             return payload(i, bool(assistant_prefix) and self.prefix_mode != "none"), parse
 
         try:
             return self._run(make, len(requests), desc)
         except EngineError as e:
-            if not (assistant_prefix and self.prefix_mode == "auto" and isinstance(e, RequestRejected)):
+            if not (assistant_prefix and self.api == "chat" and self.prefix_mode == "auto"
+                    and isinstance(e, RequestRejected)):
                 raise
             log.warning("%s rejected continue_final_message; reading the first reply token instead", self.url)
             self.prefix_mode = "none"

@@ -1,7 +1,9 @@
 """Multi-node generation: Ray Data shards the requests over vLLM replicas (`engine.backend: ray`).
 
-For corpora too large for one machine's GPUs. Generation only: choice_logprobs raises
-NotImplementedError, so scoring falls back to parsing generated text (or use the vllm backend).
+For corpora too large for one machine's GPUs. Prompts are rendered and fitted to length here, by
+the code training used (humpback.rendering), and go to Ray as text with Ray's own chat-template
+stage off, so a pretrained model in our plain format is prompted as it was trained. Generation
+only: choice_logprobs raises NotImplementedError, so scoring falls back to parsing generated text.
 ray is imported lazily; it is the optional `ray` extra.
 """
 
@@ -14,7 +16,8 @@ from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.vllm_engine import engine_kwargs as vllm_engine_kwargs
 from humpback.errors import ConfigError
-from humpback.models import resolve
+from humpback.models import load_tokenizer, resolve
+from humpback.rendering import encode, for_server
 
 
 class RayEngine(Engine):
@@ -43,8 +46,13 @@ class RayEngine(Engine):
             engine_kwargs=engine_kwargs,
             concurrency=cfg.ray.num_replicas,
             batch_size=cfg.ray.batch_size,
+            apply_chat_template=False,  # the prompt arrives rendered
+            tokenize=True,
             **extra,
         )
+        self.tok = load_tokenizer(self.ref)
+        context = int(engine_kwargs.get("max_model_len") or getattr(self.tok, "model_max_length", 0) or 0)
+        self.context = context if 0 < context < 10**7 else 0  # tokenizers without a limit report 1e30
         # build_processor in recent Ray, build_llm_processor before it
         self._build = getattr(ray_llm, "build_processor", None) or ray_llm.build_llm_processor
         self._ray = ray
@@ -60,9 +68,13 @@ class RayEngine(Engine):
             seed=sampling.seed,
         )
         adapter = self.adapter_name
+        limits = [x for x in (self.cfg.max_input_tokens, self.context - sampling.max_new_tokens if self.context else 0)
+                  if x > 0]
+        budget = min(limits) if limits else 0
+        prompts = [for_server(self.tok, self.tok.decode(encode(self.tok, m, max_tokens=budget))) for m in requests]
 
         def pre(row: dict) -> dict:
-            out = dict(i=row["i"], messages=row["messages"], sampling_params=params)
+            out = dict(i=row["i"], prompt=row["prompt"], sampling_params=params)
             if adapter:
                 out["model"] = adapter
             return out
@@ -71,7 +83,7 @@ class RayEngine(Engine):
             return dict(i=row["i"], text=row["generated_text"])
 
         processor = self._build(self.processor_config, preprocess=pre, postprocess=post)
-        ds = self._ray.data.from_items([{"i": i, "messages": list(m)} for i, m in enumerate(requests)])
+        ds = self._ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])
         rows = processor(ds).take_all()
         out = [""] * len(requests)
         for r in rows:

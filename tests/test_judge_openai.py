@@ -99,11 +99,13 @@ def test_judge_stage_with_endpoint(project, monkeypatch):
     df.select("prompt_id", "category", "instruction", pl.col("reference_output").alias("output")).with_columns(
         generator=pl.lit("base")).write_parquet(out_dir / "base.parquet")
     with open("params.yaml", "a") as f:
-        f.write(f"judge:\n  base_url: {stub.url}\n  model: big-judge\n")
+        # `model` stays the local name dvc.yaml depends on; the endpoint serves `served_model`
+        f.write(f"judge:\n  base_url: {stub.url}\n  served_model: big-judge\n")
     try:
         dvc_stage.run("judge", "it1")
     finally:
         stub.close()
     m = json.loads(Path("metrics/eval/it1.json").read_text())
     assert m["judge"] == f"big-judge@{stub.url}" and m["win_rate"] == pytest.approx(50)
+    assert {r["model"] for r in stub.requests} == {"big-judge"}
     assert m["verdict_methods"] == {"identical": 2, "logprob": 4}

@@ -21,6 +21,7 @@ from humpback.curation.config import ScoreConfig
 from humpback.curation.parse import parse_score
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
+from humpback.errors import ConfigError
 from humpback.io import write_json
 from humpback.prompts import SCORE_PREFIX, PromptsConfig, curation_messages
 from humpback.readers import read_table
@@ -62,13 +63,13 @@ def expected_score(logprobs: Mapping[str, float]) -> DigitScore:
     return DigitScore(expected, argmax, mass)
 
 
-def _requests(df: pl.DataFrame, prompts: PromptsConfig) -> list:
-    return [curation_messages(prompts, i, o) for i, o in zip(df["instruction"], df["output"], strict=True)]
+def _requests(df: pl.DataFrame, prompts: PromptsConfig, mode: str) -> list:
+    return [curation_messages(prompts, i, o, mode) for i, o in zip(df["instruction"], df["output"], strict=True)]
 
 
 def score_chunk(df: pl.DataFrame, i: int, engine: Engine, cfg: ScoreConfig, prompts: PromptsConfig) -> pl.DataFrame:
     """Score one chunk of candidates; returns the rows with the SCORE_SCHEMA columns."""
-    requests = _requests(df, prompts)
+    requests = _requests(df, prompts, cfg.mode)
     if cfg.mode == "generate":
         raw = engine.generate(requests, cfg.sampling.at(cfg.seed + i), desc=f"score chunk {i}")
         ints = [parse_score(t) for t in raw]
@@ -113,16 +114,21 @@ UNRECORDED = {
     "prompts.inference_system": "not in the rating prompt",
     "prompts.backward_template": "not in the rating prompt",
 } | ENGINE_UNRECORDED
+# Each mode asks for its own reply format (prompts.CURATION_ASK_KEY); the other mode's is not sent.
+GENERATE_UNRECORDED = {
+    "prompts.curation_ask_score": "logprob mode's reply format; generate mode asks prompts.curation_ask_reasoning",
+}
 # In logprob mode the digits are read in one forward pass: nothing is sampled.
 LOGPROB_UNRECORDED = {
     "score.sampling": "logprob mode samples nothing: one forward pass reads the digits",
     "score.seed": "logprob mode samples nothing: one forward pass reads the digits",
+    "prompts.curation_ask_reasoning": "generate mode's reply format; logprob mode asks prompts.curation_ask_score",
 }
 
 
 def score_unrecorded(cfg: ScoreConfig) -> dict[str, str]:
     """The allow-list for this mode: params that cannot change the scores, with the reason."""
-    return UNRECORDED | (LOGPROB_UNRECORDED if cfg.mode == "logprob" else {})
+    return UNRECORDED | (LOGPROB_UNRECORDED if cfg.mode == "logprob" else GENERATE_UNRECORDED)
 
 
 def score_settings(cfg: ScoreConfig, prompts: PromptsConfig, engine_cfg: EngineConfig, model_dir: str | Path) -> dict:
@@ -139,6 +145,8 @@ def run_score(
 ) -> dict:
     """Rate every candidate; write the scores table and its metrics (resumable in chunks)."""
     start = time.perf_counter()
+    for key, problem in prompts.problems():  # the params check's rule, for a config built in code
+        raise ConfigError(f"prompts.{key}: {problem}")
     cands = read_table(candidates_path, CANDIDATE_COLUMNS).select(
         pl.col("segment_id").cast(pl.String), pl.col("instruction").cast(pl.String), pl.col("output").cast(pl.String)
     )

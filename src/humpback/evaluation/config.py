@@ -56,10 +56,14 @@ class JudgeConfig:
     # The reference answers: a model's outputs (data/eval/outputs/<model>.parquet) or any outputs
     # file (Parquet/JSONL with instruction+output, or AlpacaEval JSON). dvc.yaml passes it to judge.
     reference: str = "data/eval/outputs/base.parquet"
-    # The judge: a model name under models/ ("base"), a model directory, or, with base_url set,
-    # the model name served by an OpenAI-compatible endpoint.
+    # The local judge, a model name under models/ ("base"); dvc.yaml depends on models/<model>, so
+    # it names a model the pipeline builds even when an endpoint judges.
     model: str = "base"
-    base_url: str = ""  # e.g. http://localhost:8000/v1; empty = a local model through load_engine
+    # An OpenAI-compatible endpoint judges instead when base_url is set (no dvc.yaml edit): it
+    # serves `served_model` (empty = `model`), through the chat or the completions api.
+    base_url: str = ""  # e.g. http://localhost:8000/v1; empty = the local model through load_engine
+    served_model: str = ""  # e.g. gpt-4-0613
+    api: Literal["chat", "completions"] = "chat"
     api_key_env: str = "OPENAI_API_KEY"  # env var holding the endpoint's key (may be unset locally)
     # auto: next-token probabilities of the two labels where the backend gives them, else parsed text.
     mode: Literal["auto", "logprob", "generate"] = "auto"

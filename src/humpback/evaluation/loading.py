@@ -20,8 +20,12 @@ def model_dir(path: str | Path) -> Path:
     return path
 
 
+def served_name(cfg: JudgeConfig) -> str:
+    return cfg.served_model or cfg.model
+
+
 def judge_name(cfg: JudgeConfig, judge_dir: str | Path) -> str:
-    return f"{cfg.model}@{cfg.base_url}" if cfg.base_url else str(model_dir(judge_dir))
+    return f"{served_name(cfg)}@{cfg.base_url}" if cfg.base_url else str(model_dir(judge_dir))
 
 
 def judge_engine_config(cfg: JudgeConfig, engine_cfg: EngineConfig) -> EngineConfig:
@@ -30,7 +34,7 @@ def judge_engine_config(cfg: JudgeConfig, engine_cfg: EngineConfig) -> EngineCon
     if not cfg.base_url:
         return engine_cfg
     return dataclasses.replace(engine_cfg, backend="openai", openai=dataclasses.replace(
-        engine_cfg.openai, base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env))
+        engine_cfg.openai, base_url=cfg.base_url, model=served_name(cfg), api_key_env=cfg.api_key_env, api=cfg.api))
 
 
 def load_judge_engine(cfg: JudgeConfig, judge_dir: str | Path, engine_cfg: EngineConfig) -> Engine:
@@ -38,5 +42,5 @@ def load_judge_engine(cfg: JudgeConfig, judge_dir: str | Path, engine_cfg: Engin
     if cfg.base_url:
         from humpback.engines.openai_engine import OpenAIEngine
 
-        return OpenAIEngine(judge_engine_config(cfg, engine_cfg).openai, model=cfg.model)
+        return OpenAIEngine(judge_engine_config(cfg, engine_cfg).openai, model=served_name(cfg))
     return loader.load_engine(model_dir(judge_dir), engine_cfg)

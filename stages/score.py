@@ -2,7 +2,8 @@
 
 Reads data/augmented/candidates.parquet and the scoring model (--model, e.g. models/m0); writes
 data/scores/<iteration>.parquet (segment_id, instruction, output, score, score_int, digit_mass,
-raw, mode) and metrics/scores/<iteration>.json. Resumable in chunks.
+ratings, raw, mode) and metrics/scores/<iteration>.json. Resumable in chunks. A logprob run on a
+backend without log-probabilities scores in generate mode (a warning; the metrics name both modes).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     with loader.load_engine(model, engine_cfg) as engine:
         m = run_score(args.candidates, engine, cfg, prompts, model_dir=model, engine_cfg=engine_cfg,
                       scores_path=args.out, metrics_path=args.metrics)
+    mode = m["mode"] if m["fallback"] is None else f"{m['mode']} mode, not the {m['requested_mode']}"
     log.info("scored %d pairs with %s (%s mode): histogram %s, parse failures %d",
-             m["n"], model, m["mode"], m["histogram"], m["parse_failures"])
+             m["n"], model, mode, m["histogram"], m["parse_failures"])
 
 
 if __name__ == "__main__":

@@ -43,12 +43,15 @@ def test_logprob_and_generate_scoring_with_a_real_engine(tiny_engine, tiny_model
     assert m["parse_failures"] == 0
     assert all(1.0 <= s <= 5.0 for s in df["score"]) and all(0.0 < p <= 1.0 for p in df["digit_mass"])
     assert set(df["score_int"]) <= {1, 2, 3, 4, 5}
+    assert m["mode"] == m["requested_mode"] == "logprob" and m["fallback"] is None
 
-    cfg = ScoreConfig(mode="generate", chunk_size=2, sampling=SamplingParams(max_new_tokens=6))
+    cfg = ScoreConfig(mode="generate", chunk_size=2, samples=2, sampling=SamplingParams(max_new_tokens=6))
     m = run_score(cand, tiny_engine, cfg, PromptsConfig(), scores_path=tmp_path / "g.parquet",
                   metrics_path=tmp_path / "g.json", engine_cfg=ENGINE, model_dir=tiny_model)
     df = pl.read_parquet(tmp_path / "g.parquet")
     assert df["raw"].null_count() == 0 and m["n"] == 3
+    assert all(len(texts) == 2 for texts in df["raw"]) and all(len(r) == 2 for r in df["ratings"])
+    assert m["pairs_by_ratings_parsed"]["0"] == m["parse_failures"]
     assert m["parse_failures"] + sum(v for k, v in m["histogram"].items() if k != "unparsed") == 3
     assert not math.isnan(m["parse_failure_rate"])
 

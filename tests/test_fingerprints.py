@@ -363,7 +363,8 @@ def test_score_resumed_with_another_model(tiny_engine, lora_engine, tiny_model_d
         return pl.read_parquet(d / "s.parquet")
 
     with pytest.raises(Killed):
-        run(CrashAfter(tiny_engine, 1), tiny_model_dir, "resumed")
+        run(CrashAfter(tiny_engine, 2), tiny_model_dir, "resumed")  # the logprob probe, then chunk 0
+    assert (tmp_path / "resumed" / "s.parquet.parts" / "part-00000.parquet").is_file()
     resumed = run(lora_engine, tiny_lora_dir, "resumed")
     clean = run(lora_engine, tiny_lora_dir, "clean")
     assert not clean.head(2).equals(run(tiny_engine, tiny_model_dir, "base").head(2))  # the models disagree

@@ -17,11 +17,16 @@ class ScoreConfig:
     #           the text (slow: up to max_new_tokens per pair).
     # logprob:  one forward pass per pair with the reply forced to start with "Score: "; the score
     #           is the expected value sum_k k * p(k) over the renormalised probabilities of "1".."5".
+    #           A backend without log-probabilities (ray, an endpoint that returns none) falls back
+    #           to generate for the run, with a warning; the metrics name both modes.
     mode: Literal["generate", "logprob"] = "logprob"
     # Judge sampling in generate mode (the paper's nucleus settings; reasoning plus the score line).
     sampling: SamplingParams = field(default_factory=SamplingParams)  # 256 new tokens: a brief reasoning, the score
+    # generate mode: rate each pair this many times (distinct seeds) and keep the mean of the parsed
+    # ratings; more samples smooth a noisy judge's 1-5 steps. logprob mode: unused.
+    samples: int = param(1, ge=1)
     chunk_size: int = param(64, ge=1)  # pairs per resumable part
-    seed: int = param(0, ge=0)  # chunk i samples with seed + i
+    seed: int = param(0, ge=0)  # chunk i, sample j samples with seed + i * samples + j
 
 
 @dataclass
@@ -36,3 +41,11 @@ class SelectConfig:
     # alike), so a relative cut keeps the pipeline meaningful where a fixed threshold keeps all or none.
     top_share: float = param(0.5, ge=0, le=1)
     allow_empty: bool = False  # a threshold that keeps nothing is an error unless this is true
+    # false: keep every candidate of the scores table, scored or not, and skip the three rules
+    # above (the paper's "no curation" comparison)
+    curate: bool = True
+    # N > 0: then a seeded random subsample of exactly N of the kept pairs (data scaling; random,
+    # not best-first, so the N pairs keep the quality mix of the whole kept set). Fewer than N kept
+    # is an error. Meant per iteration: iterations.it2.select.sample. 0 = keep them all.
+    sample: int = param(0, ge=0)
+    seed: int = param(0, ge=0)  # the subsample's seed

@@ -123,7 +123,7 @@ REASONING = st.text(alphabet=st.characters(codec="ascii", categories=["L", "Zs"]
 @given(JUNK_TEXT)
 def test_parse_score_is_total_and_in_range(text):
     s = parse_score(text)
-    assert s is None or (isinstance(s, int) and 1 <= s <= 5)
+    assert s is None or (isinstance(s, float) and 1 <= s <= 5)
 
 
 @FAST

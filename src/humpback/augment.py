@@ -232,6 +232,8 @@ UNRECORDED = {
     "prompts.augmented_tag": "not in the backward model's prompt",
     "prompts.inference_system": "not in the backward model's prompt",
     "prompts.curation_template": "not in the backward model's prompt",
+    "prompts.curation_ask_reasoning": "not in the backward model's prompt",
+    "prompts.curation_ask_score": "not in the backward model's prompt",
 } | ENGINE_UNRECORDED
 
 

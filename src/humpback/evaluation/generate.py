@@ -31,6 +31,8 @@ UNRECORDED = {
     "prompts.augmented_tag": "a training tag; the answering prompt is prompts.inference_system",
     "prompts.backward_template": "not in the answering prompt",
     "prompts.curation_template": "not in the answering prompt",
+    "prompts.curation_ask_reasoning": "not in the answering prompt",
+    "prompts.curation_ask_score": "not in the answering prompt",
 } | ENGINE_UNRECORDED
 
 

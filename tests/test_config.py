@@ -181,3 +181,73 @@ def test_ranges_and_rules_are_checked_when_params_are_read(tmp_path, section, ra
     with pytest.raises(ConfigError) as e:
         validate_all(path)
     assert message in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-iteration overrides: iterations.<it>.{select,train,mix}
+
+
+def _params(tmp_path, text: str) -> Path:
+    p = tmp_path / "params.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_an_iteration_overrides_its_own_sections_only(tmp_path):
+    p = _params(tmp_path, "select:\n  threshold: 3.0\n  top_share: 0.25\n"
+                          "train:\n  lora: {r: 4, alpha: 16}\n  max_steps: 7\n"
+                          "iterations:\n  it1: {prev: m0}\n"
+                          "  it2: {prev: it1, select: {threshold: 4.5}, train: {lora: {r: 8}}, mix: {seed: false}}\n")
+    it1, it2 = (load_section("select", p, iteration=it) for it in ("it1", "it2"))
+    assert (it1.threshold, it1.top_share) == (3.0, 0.25)
+    assert (it2.threshold, it2.top_share) == (4.5, 0.25)  # the override, then the section's own keys
+    assert load_section("select", p) == it1  # no iteration: the section as written
+    t1, t2 = (load_section("train", p, iteration=it) for it in ("it1", "it2"))
+    assert (t1.lora.r, t1.lora.alpha, t1.max_steps) == (4, 16, 7)
+    assert (t2.lora.r, t2.lora.alpha, t2.max_steps) == (8, 16, 7)  # a nested override keeps the section's alpha
+    assert load_section("mix", p, iteration="it1").seed is True  # no mix section: code defaults
+    assert load_section("mix", p, iteration="it2").seed is False
+    validate_all(p)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("select: {thresold: 4.5}", "params.yaml: iterations.it2.select: unknown key(s) thresold; known: "),
+    ("select: {threshold: high}", "params.yaml: iterations.it2.select.threshold: expected a number, got 'high'"),
+    ("select: {threshold: 6}", "params.yaml: iterations.it2.select.threshold: 6 is out of range (must be >= 0 and <= 5)"),
+    ("select: {sample: -1}", "params.yaml: iterations.it2.select.sample: -1 is out of range (must be >= 0)"),
+    ("train: {lora: {dropout: 1.0}}", "params.yaml: iterations.it2.train.lora.dropout: 1 is out of range"),
+    ("train: {lora: {rank: 8}}", "params.yaml: iterations.it2.train.lora: unknown key(s) rank"),
+    ("mix: {seed: maybe}", "params.yaml: iterations.it2.mix.seed: expected true or false, got 'maybe'"),
+    ("mix: {sed: false}", "params.yaml: iterations.it2.mix: unknown key(s) sed; known: scaling_steps, seed"),
+    ("select: 4.5", "iterations.it2.select: expected a mapping, got float"),
+    ("score: {mode: generate}", "iterations.it2: unknown key(s) score; known: mix, prev, select, train"),
+])
+def test_a_bad_override_is_an_error_naming_its_full_path(tmp_path, override, message):
+    p = _params(tmp_path, f"iterations:\n  it1: {{prev: m0}}\n  it2: {{prev: it1, {override}}}\n")
+    with pytest.raises(ConfigError) as e:
+        validate_all(p)  # what `humpback check-params` runs
+    assert message in str(e.value) and str(p) in str(e.value)
+    section = override.split(":")[0]
+    if section in ("select", "train", "mix") and "{" in override:  # the stage that reads it says the same
+        with pytest.raises(ConfigError) as e:
+            load_section(section, p, iteration="it2")
+        assert message in str(e.value)
+        load_section(section, p, iteration="it1")  # it1 has no override: fine
+
+
+def test_check_params_command_rejects_a_bad_override(tmp_path, capsys):
+    from humpback.cli import main
+
+    p = _params(tmp_path, "iterations:\n  it1: {prev: m0}\n  it2: {prev: it1, select: {thresold: 4.5}}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["check-params", str(p)])
+    assert e.value.code == 2
+    assert f"error: {p}: iterations.it2.select: unknown key(s) thresold" in capsys.readouterr().err
+
+
+def test_an_unknown_iteration_is_an_error(tmp_path):
+    p = _params(tmp_path, "iterations:\n  it1: {prev: m0}\n")
+    with pytest.raises(ConfigError, match=r"iterations.it9: no such iteration \(known: it1\)"):
+        load_section("select", p, iteration="it9")
+    with pytest.raises(ValueError, match="no per-iteration overrides"):
+        load_section("score", p, iteration="it1")

@@ -3,6 +3,8 @@
 Each module owns the dataclass of its own section and registers it in SECTIONS below, so a stage
 asks only for what it reads (`load_section("corpus")`) while any unknown top-level key, unknown
 field or wrong type anywhere in the file is an error that names the file and the key.
+An iteration may override keys of the select, train and mix sections for itself
+(`iterations.it2.select.threshold`); `load_section("select", iteration="it2")` reads the result.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ SECTIONS: dict[str, str] = {
     "prompts": "humpback.prompts:PromptsConfig",
     "engine": "humpback.engines.config:EngineConfig",
     "train": "humpback.training.config:TrainConfig",
+    "mix": "humpback.training.config:MixConfig",
     "augment": "humpback.augment:AugmentConfig",
     "score": "humpback.curation.config:ScoreConfig",
     "select": "humpback.curation.config:SelectConfig",
@@ -68,9 +71,20 @@ def _check_field(f: dataclasses.Field, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}")
 
 
+# Sections an iteration may override for itself: `iterations.it2.select.threshold: 4.5` changes
+# it2's selection only. Scoring is not among them: a score stage must never re-run for a knob of
+# the selection or training that follows it.
+OVERRIDABLE = ("select", "train", "mix")
+
+
 @dataclasses.dataclass
 class Iteration:
     prev: str  # the model that scores the candidates for this iteration (m0, it1, ...)
+    # Partial mappings over the sections of OVERRIDABLE. Their keys are checked against the
+    # section's class where the section is read: load_section(name, iteration=...), check-params.
+    select: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mix: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class IterationsConfig(dict):
@@ -226,11 +240,7 @@ def default_section(name: str, cls: type | None = None) -> Any:
     return convert(getattr(cls, "DEFAULT", {}), cls, name)
 
 
-def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | None = None) -> T:
-    """Read one section; a missing section means all defaults."""
-    if name not in SECTIONS:
-        raise ConfigError(f"{path}: '{name}' is not a known section")
-    data = read_params(path)
+def _section(data: dict[str, Any], name: str, path: str | Path, cls: type | None = None) -> Any:
     cls = cls or section_class(name)
     raw = data.get(name)
     if raw is None:
@@ -241,10 +251,67 @@ def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | No
         raise ConfigError(f"{path}: {e}") from None
 
 
-def validate_all(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Load every section present in the file (used by `humpback check-params` and the tests)."""
+def override(obj: T, raw: Any, where: str) -> T:
+    """`obj` (a section) with the keys of the partial mapping `raw` replaced, each checked as the
+    section's own keys are (unknown key, type, range; problems() on the result), errors at `where`.
+    A nested mapping overrides only its own keys: `train: {lora: {r: 8}}` keeps the section's alpha."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    tp = type(obj)
+    hints = typing.get_type_hints(tp)
+    fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+    unknown = sorted(set(map(str, raw)) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    changes = {}
+    for name, value in raw.items():
+        current = getattr(obj, name)
+        if isinstance(value, dict) and dataclasses.is_dataclass(current) and not hasattr(type(current), "from_raw"):
+            changes[name] = override(current, value, f"{where}.{name}")
+        else:
+            changes[name] = convert(value, hints[name], f"{where}.{name}")
+            _check_field(fields[name], changes[name], f"{where}.{name}")
+    out = dataclasses.replace(obj, **changes)
+    for key, problem in getattr(out, "problems", lambda: [])():
+        raise ConfigError(f"{where}.{key}: {problem}")
+    return out
+
+
+def _effective(data: dict[str, Any], name: str, iteration: str, path: str | Path, obj: Any) -> Any:
+    """Section `name` as `iteration` sees it: the section with iterations.<iteration>.<name> on top."""
+    if name not in OVERRIDABLE:
+        raise ValueError(f"section {name!r} has no per-iteration overrides (only {', '.join(OVERRIDABLE)})")
+    iterations = _section(data, "iterations", path)
+    if iteration not in iterations:
+        raise ConfigError(f"{path}: iterations.{iteration}: no such iteration (known: {', '.join(iterations)})")
+    try:
+        return override(obj, getattr(iterations[iteration], name), f"iterations.{iteration}.{name}")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | None = None, *,
+                 iteration: str | None = None) -> T:
+    """Read one section; a missing section means all defaults. With `iteration` (select, train, mix
+    only): the section as that iteration sees it, `iterations.<iteration>.<name>` over its keys."""
+    if name not in SECTIONS:
+        raise ConfigError(f"{path}: '{name}' is not a known section")
     data = read_params(path)
-    return {name: load_section(name, path) for name in data}
+    obj = _section(data, name, path, cls)
+    return obj if iteration is None else _effective(data, name, iteration, path, obj)
+
+
+def validate_all(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Load every section present in the file, and every iteration's overrides on top of their
+    section (used by `humpback check-params` and the tests)."""
+    data = read_params(path)
+    sections = {name: load_section(name, path) for name in data}
+    iterations = _section(data, "iterations", path)
+    for it, body in iterations.items():
+        for name in OVERRIDABLE:
+            if getattr(body, name):
+                _effective(data, name, it, path, _section(data, name, path))
+    return sections
 
 
 def _merge(dst: Any, src: Any) -> Any:

@@ -1,4 +1,5 @@
-"""`train:` params: one recipe for every fine-tuning run (backward, m0, it1, it2, ...).
+"""`train:` params: one recipe for every fine-tuning run (backward, m0, it1, it2, ...), and `mix:`,
+what the forward runs (it1, it2, ...) learn from.
 
 Defaults are the embedded CPU run (SmolLM2-135M, LoRA, bf16 autocast); configs/paper.yaml holds
 the paper's full fine-tuning recipe.
@@ -46,3 +47,17 @@ class TrainConfig:
     logging_steps: int = param(5, ge=1)
     seed: int = param(0, ge=0)
     cpu_threads: int = param(0, ge=0)  # torch threads on CPU; 0 = every core (see humpback.hardware)
+
+
+@dataclass
+class MixConfig:
+    """`mix:` params: what a forward model (train@<iteration>) learns from. Read by no other stage."""
+
+    # true: the seed pairs (seed tag) + the curated pairs (augmented tag); false: the curated pairs
+    # only, the paper's "w/o seed" ablation
+    seed: bool = True
+    # When the iteration's select.sample is N > 0, train with the batch size and steps the paper
+    # used for N curated pairs (Table 18; see training.schedule.scaling_row) instead of
+    # train.batch_size, small_data_batch_size and max_steps. N counts the curated pairs drawn;
+    # the seed pairs come on top (mix.seed).
+    scaling_steps: bool = True

@@ -1,5 +1,8 @@
 """Stage select@<iteration>: keep the candidate pairs scored at or above select.threshold.
 
+The select section as this iteration sees it (`iterations.<iteration>.select` over its keys):
+select.curate false keeps every candidate, select.sample N > 0 draws N of the kept pairs at random.
+
 (Named select_pairs.py: a script called select.py would shadow the stdlib `select` module for
 every script run from stages/.)
 
@@ -27,11 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scores", required=True, help="the scored candidates, Parquet")
     ap.add_argument("--out", required=True, help="the kept pairs, Parquet")
     ap.add_argument("--metrics", required=True, help="selection statistics, JSON")
+    ap.add_argument("--iteration", help="the iteration whose params overrides apply, e.g. it2")
     args = ap.parse_args(argv)
 
-    cfg: SelectConfig = load_section("select", args.params)
+    cfg: SelectConfig = load_section("select", args.params, iteration=args.iteration)
     m = run_select(args.scores, cfg, curated_path=args.out, metrics_path=args.metrics)
-    log.info("kept %d of %d pairs (%.1f%%) at threshold %g", m["kept"], m["n"], 100 * m["kept_share"], m["threshold"])
+    how = f"at threshold {cfg.threshold:g}" if cfg.curate else "without curation"
+    how += f", a random {cfg.sample} of them" if cfg.sample else ""
+    log.info("kept %d of %d pairs (%.1f%%) %s", m["kept"], m["n"], 100 * m["kept_share"], how)
 
 
 if __name__ == "__main__":

@@ -377,6 +377,68 @@ def test_run_select_metrics(tmp_path):
     assert pl.read_parquet(tmp_path / "c.parquet")["segment_id"].to_list() == ["s0", "s4"]
 
 
+def test_no_curation_keeps_every_candidate_scored_or_not(tmp_path):
+    scores = [5.0, 1.0, None, 2.0, float("nan"), 4.0]
+    kept = select(_scored(scores), SelectConfig(curate=False, threshold=4.5, top_share=0.5, max_examples=1))
+    assert kept["segment_id"].to_list() == [f"s{i}" for i in range(6)]  # no rule applies, segment order
+    assert kept["score"].to_list() == [5.0, 1.0, None, 2.0, None, 4.0]  # unscored: null, NaN included
+    p = tmp_path / "it1.parquet"
+    _scored(scores).write_parquet(p)
+    m = run_select(p, SelectConfig(curate=False), curated_path=tmp_path / "c.parquet", metrics_path=tmp_path / "m.json")
+    assert m["curate"] is False and m["kept"] == 6 and m["kept_share"] == 1.0 and m["kept_unscored"] == 2
+    assert m["kept_mean_score"] == 3.0  # over the scored rows only
+    assert run_select(p, SelectConfig(threshold=4), curated_path=tmp_path / "c.parquet",
+                      metrics_path=tmp_path / "m.json")["curate"] is True
+
+
+def _many(n: int) -> pl.DataFrame:
+    """n scored rows, the score rising with the row: the top k are the last k rows."""
+    return _scored([1 + 4 * i / (n - 1) for i in range(n)])
+
+
+def test_sample_draws_exactly_n_kept_pairs_at_random_not_the_best():
+    scored = _many(200)
+    cfg = SelectConfig(threshold=1, top_share=0.5, sample=20)  # the best 100, then 20 of them
+    kept = select(scored, cfg)
+    ids = kept["segment_id"].to_list()
+    best = set(select(scored, SelectConfig(threshold=1, top_share=0.5))["segment_id"])
+    assert len(ids) == len(set(ids)) == 20 and set(ids) <= best  # drawn from what the rules kept
+    top20 = set(scored.sort("score", descending=True).head(20)["segment_id"])
+    assert set(ids) != top20 and len(set(ids) & top20) < 15  # random, not best-first
+    assert kept["score"].min() < 4.0 < kept["score"].max()  # the quality mix of the kept half
+    assert select(scored, cfg)["segment_id"].to_list() == ids  # the same rows on a rerun
+    other = select(scored, SelectConfig(threshold=1, top_share=0.5, sample=20, seed=1))["segment_id"].to_list()
+    assert len(other) == 20 and set(other) != set(ids)  # another seed, other rows
+    # without curation the sample comes from every candidate, unscored ones included
+    unscored = _scored([None] * 30)
+    assert select(unscored, SelectConfig(curate=False, sample=30)).height == 30
+
+
+def test_sample_larger_than_the_kept_set_is_an_error_naming_file_n_and_kept():
+    with pytest.raises(EmptyResultError) as e:
+        select(_many(40), SelectConfig(threshold=1, top_share=0.5, sample=21), source="data/scores/it2.parquet")
+    msg = str(e.value)
+    assert msg.startswith("data/scores/it2.parquet: select.sample is 21 but only 20 of 40 pairs were kept")
+    assert "top_share 0.5" in msg
+    assert select(_many(40), SelectConfig(threshold=1, top_share=0.5, sample=20)).height == 20  # exactly enough
+    with pytest.raises(EmptyResultError, match=r"select.sample is 41 but only 40 of 40 .*\(curate: false\)"):
+        select(_many(40), SelectConfig(curate=False, sample=41))
+
+
+def test_run_select_records_the_sample_in_metrics_and_table(tmp_path):
+    from humpback.curation.selection import SAMPLE_KEY
+
+    p = tmp_path / "it1.parquet"
+    _many(50).write_parquet(p)
+    m = run_select(p, SelectConfig(threshold=1, top_share=0, sample=7, seed=3), curated_path=tmp_path / "c.parquet",
+                   metrics_path=tmp_path / "m.json")
+    assert (m["kept"], m["sample"], m["sample_seed"]) == (7, 7, 3)
+    assert pl.read_parquet(tmp_path / "c.parquet").height == 7
+    assert pl.read_parquet_metadata(tmp_path / "c.parquet")[SAMPLE_KEY] == "7"  # what train@ reads N from
+    run_select(p, SelectConfig(threshold=1), curated_path=tmp_path / "c.parquet", metrics_path=tmp_path / "m.json")
+    assert SAMPLE_KEY not in pl.read_parquet_metadata(tmp_path / "c.parquet")
+
+
 # ---------------------------------------------------------------------------------------------
 # the stage scripts
 
@@ -409,6 +471,36 @@ def test_score_and_select_stages_end_to_end(tmp_path, monkeypatch, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "select.threshold: 6 is out of range (must be >= 0 and <= 5)" in err
+    assert "Traceback" not in err
+
+
+def test_select_stage_applies_the_iterations_own_overrides(tmp_path, monkeypatch, capsys):
+    from humpback.curation.selection import SAMPLE_KEY
+
+    (tmp_path / "data/scores").mkdir(parents=True)
+    for it in ("it1", "it2"):
+        _scored([5.0, 4.0, None, 3.0, 4.6, 5.0, 4.2, 4.8]).write_parquet(tmp_path / f"data/scores/{it}.parquet")
+    (tmp_path / "params.yaml").write_text(
+        "select:\n  threshold: 4\n  top_share: 0\n"
+        "iterations:\n  it1: {prev: m0}\n  it2: {prev: it1, select: {threshold: 4.5, sample: 3}}\n")
+    monkeypatch.chdir(tmp_path)
+    dvc_stage.run("select", "it1")
+    dvc_stage.run("select", "it2")
+    it1 = pl.read_parquet("data/curated/it1.parquet")
+    assert it1["segment_id"].to_list() == ["s0", "s1", "s4", "s5", "s6", "s7"]  # the section's threshold 4
+    it2 = pl.read_parquet("data/curated/it2.parquet")
+    assert it2.height == 3 and set(it2["segment_id"]) <= {"s0", "s4", "s5", "s7"}  # >= 4.5, then 3 at random
+    assert pl.read_parquet_metadata("data/curated/it2.parquet")[SAMPLE_KEY] == "3"
+    m1, m2 = (json.loads(Path(f"metrics/curation/{it}.json").read_text()) for it in ("it1", "it2"))
+    assert (m1["threshold"], m1["sample"], m2["threshold"], m2["sample"]) == (4.0, 0, 4.5, 3)
+
+    Path("params.yaml").write_text("iterations:\n  it1: {prev: m0}\n  it2: {prev: it1, select: {sample: 5}}\n"
+                                   "select:\n  threshold: 4.5\n  top_share: 0\n")
+    with pytest.raises(SystemExit) as e:
+        dvc_stage.run("select", "it2")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "data/scores/it2.parquet: select.sample is 5 but only 4 of 8 pairs were kept" in err
     assert "Traceback" not in err
 
 

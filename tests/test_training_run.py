@@ -148,6 +148,67 @@ def test_stage_empty_seed_is_a_one_line_error(base, tmp_path, monkeypatch, capsy
     assert "--curated is required for --kind forward" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("n, row", [
+    (100, (100, 8, 30)), (800, (800, 8, 300)), (1_600, (1_600, 8, 600)), (3_200, (3_200, 32, 500)),
+    (6_400, (6_400, 32, 600)), (12_800, (12_800, 32, 600)), (25_600, (25_600, 32, 1_200)),
+    (51_200, (51_200, 32, 1_600)),  # the paper's Table 18, row by row
+    (1, (100, 8, 30)), (99, (100, 8, 30)),  # under the first row: the first row
+    (799, (100, 8, 30)), (3_199, (1_600, 8, 600)), (3_201, (3_200, 32, 500)),  # between rows: the one below
+    (1_000_000, (51_200, 32, 1_600)),  # past the last row: the last
+])
+def test_data_scaling_steps_follow_the_papers_table(n, row):
+    from humpback.training.schedule import scaling_row
+
+    r = scaling_row(n)
+    assert (r.n, r.batch_size, r.max_steps) == row
+
+
+def test_data_scaling_needs_a_positive_n():
+    from humpback.training.schedule import scaling_row
+
+    with pytest.raises(ValueError):
+        scaling_row(0)
+
+
+def test_forward_without_seed_and_the_iterations_train_override(base, tmp_path, monkeypatch):
+    proj = _project(tmp_path, base)
+    params = proj / "params.yaml"
+    params.write_text(params.read_text() + "iterations:\n  it1: {prev: m0, mix: {seed: false}, train: {max_steps: 2}}\n"
+                      "  it2: {prev: it1}\n")
+    monkeypatch.chdir(proj)
+    dvc_stage.run("train", "it1")
+    m = json.loads(Path("metrics/train/it1.json").read_text())
+    assert m["examples_by_origin"] == {"curated": 4} and m["examples"] == 4  # the paper's "w/o seed"
+    assert m["mix"] == {"seed": False, "scaling_steps": True} and m["iteration"] == "it1" and m["scaling"] is None
+    assert m["steps"] == 2  # iterations.it1.train.max_steps over the section's 1
+
+
+def test_forward_on_a_sample_of_n_trains_the_papers_steps_for_n(base, tmp_path, monkeypatch):
+    proj = _project(tmp_path, base)
+    (proj / "data/scores").mkdir()
+    PAIRS.select("instruction", "output").with_columns(
+        segment_id=pl.Series([f"s{i:02d}" for i in range(12)]), score=pl.lit(4.0)).write_parquet(
+        proj / "data/scores/it1.parquet")
+    params = proj / "params.yaml"
+    base_params = params.read_text()
+    base_params = base_params.replace("per_device_batch_size: 2", "per_device_batch_size: 8")  # 1 micro-batch a step
+    params.write_text(base_params + "iterations:\n  it1: {prev: m0, select: {sample: 6}}\n  it2: {prev: it1}\n")
+    monkeypatch.chdir(proj)
+    dvc_stage.run("select", "it1")  # records N = 6 in the curated table
+    dvc_stage.run("train", "it1")
+    m = json.loads(Path("metrics/train/it1.json").read_text())
+    # N = 6 is under the table's first row (100 -> batch 8, 30 steps): not train.max_steps 1 at batch 2
+    assert m["scaling"] == {"n": 6, "table_n": 100, "batch_size": 8, "max_steps": 30}
+    assert m["steps"] == 30 and m["effective_batch"] == 8
+    assert m["examples_by_origin"] == {"seed": 12, "curated": 6}  # N curated pairs, the seed pairs on top
+
+    params.write_text(base_params + "mix:\n  scaling_steps: false\n"
+                      "iterations:\n  it1: {prev: m0, select: {sample: 6}}\n  it2: {prev: it1}\n")
+    dvc_stage.run("train", "it1")
+    m = json.loads(Path("metrics/train/it1.json").read_text())
+    assert m["scaling"] is None and m["steps"] == 1 and m["effective_batch"] == 2  # the train section's own
+
+
 @pytest.mark.slow
 def test_lora_on_the_embedded_model_learns_and_reloads(tmp_path):
     base = tmp_path / "base"

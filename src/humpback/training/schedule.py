@@ -1,4 +1,4 @@
-"""Learning-rate schedule and batch arithmetic of the paper's recipe.
+"""Learning-rate schedule, batch arithmetic and data-scaling steps of the paper's recipe.
 
 The paper's lr "1e-5 decaying linearly to 9e-6" ends at 0.9 of the peak: the floor is a ratio of
 the peak, not an absolute multiplier of 9e-6 (a published re-implementation got this wrong).
@@ -52,3 +52,28 @@ def plan_batches(effective: int, per_device_max: int, world_size: int = 1) -> Ba
     per_device = next(b for b in range(min(per_device_max, per_process), 0, -1) if per_process % b == 0)
     accumulation = math.ceil(per_process / per_device)
     return BatchPlan(per_device * accumulation * world_size, per_device, accumulation, world_size)
+
+
+@dataclass(frozen=True)
+class ScalingRow:
+    n: int  # curated pairs
+    batch_size: int
+    max_steps: int
+
+
+# The paper's data-scaling runs (Table 18): every N trains for these steps at this batch, so the
+# curves compare data, not training length.
+SCALING_STEPS: tuple[ScalingRow, ...] = (
+    ScalingRow(100, 8, 30), ScalingRow(800, 8, 300), ScalingRow(1_600, 8, 600), ScalingRow(3_200, 32, 500),
+    ScalingRow(6_400, 32, 600), ScalingRow(12_800, 32, 600), ScalingRow(25_600, 32, 1_200),
+    ScalingRow(51_200, 32, 1_600),
+)
+
+
+def scaling_row(n: int) -> ScalingRow:
+    """The Table 18 row for N curated pairs: the row of the largest tabulated N not above N, so an
+    N between rows never trains longer than the paper trained a set of its size; under 100, the
+    first row; over 51,200, the last."""
+    if n <= 0:
+        raise ValueError(f"N must be positive, got {n}")
+    return max((r for r in SCALING_STEPS if r.n <= n), key=lambda r: r.n, default=SCALING_STEPS[0])

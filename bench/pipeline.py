@@ -35,8 +35,8 @@ def _run(cmd: list[str], cwd: Path) -> tuple[float, str]:
     return seconds, out
 
 
-def make_workspace(ws: Path) -> Path:
-    """Copy the git-tracked project into `ws`, make it a repository and apply the tiny preset."""
+def copy_project(ws: Path) -> Path:
+    """Copy the git-tracked project into `ws` and make it a repository."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
     for rel in filter(None, files.stdout.split("\0")):
         src = ROOT / rel
@@ -44,6 +44,12 @@ def make_workspace(ws: Path) -> Path:
             (ws / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, ws / rel)
     _run(["git", "init", "-q"], ws)
+    return ws
+
+
+def make_workspace(ws: Path) -> Path:
+    """A copy of the project (`copy_project`) with the tiny preset applied."""
+    copy_project(ws)
     _run([sys.executable, "-m", "humpback.cli", "preset", "configs/tiny.yaml"], ws)
     return ws
 

@@ -40,7 +40,7 @@ def fit_scaling(n: Sequence[float], win_rates: Sequence[float]) -> dict:
             "n_points": int(x.size), "log": "natural"}
 
 
-def _get(tree: dict, dotted: str):
+def get_path(tree: dict, dotted: str):
     for key in dotted.split("."):
         if not isinstance(tree, dict) or key not in tree:
             return None
@@ -48,12 +48,12 @@ def _get(tree: dict, dotted: str):
     return tree
 
 
-def _revs(entries: list) -> Iterator[dict]:
+def exp_revs(entries: list) -> Iterator[dict]:
     """Every commit and experiment rev in `dvc exp show --json`, workspace included."""
     for entry in entries:
         yield entry
         for exp in entry.get("experiments") or []:
-            yield from _revs(exp.get("revs") or [])
+            yield from exp_revs(exp.get("revs") or [])
 
 
 def collect_points(
@@ -71,12 +71,12 @@ def collect_points(
     if not isinstance(exp_show, list):
         raise ValueError("expected the list printed by `dvc exp show --json`")
     points, seen = [], set()
-    for rev in _revs(exp_show):
+    for rev in exp_revs(exp_show):
         if rev.get("rev") == "workspace" and not include_workspace:
             continue
         data = rev.get("data") or {}
-        n = _get((data.get("params") or {}).get(params_file, {}).get("data", {}), param)
-        w = _get((data.get("metrics") or {}).get(metric_file, {}).get("data", {}), metric)
+        n = get_path((data.get("params") or {}).get(params_file, {}).get("data", {}), param)
+        w = get_path((data.get("metrics") or {}).get(metric_file, {}).get("data", {}), metric)
         if not isinstance(n, (int, float)) or isinstance(n, bool) or n <= 0 or not isinstance(w, (int, float)):
             continue
         key = data.get("rev") or rev.get("rev")

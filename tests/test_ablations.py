@@ -1,0 +1,116 @@
+"""Each of the paper's ablations is one `dvc exp run -S ...`, and it makes stale only what depends on it.
+
+A scratch copy of the tracked project (bench/pipeline.py's workspace; nothing is reproduced) gets
+the params change exactly as `dvc exp run -S` writes it (DVC's own override parser and writer).
+Every stage's definition is read through DVC's Repo API before and after: the rendered command,
+the dep and out paths, and the values of its declared params as DVC's ParamsDependency reads them.
+A stage whose definition changed is stale, and so is every stage downstream of it in DVC's graph.
+That is the comparison `dvc status` makes against dvc.lock, without needing a lock that matches
+the working dvc.yaml, nor any data or models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from humpback.config import validate_all
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL = {f"{s}@{m}" for s in ("generate", "judge") for m in ("it1", "it2")}  # the eval of the trained models
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> tuple[Path, dict[str, tuple]]:
+    """The scratch project and its stage definitions under the shipped params."""
+    spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "bench" / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ws = module.make_workspace(tmp_path_factory.mktemp("ablations"))
+    return ws, _definitions(ws)[0]
+
+
+def _definitions(ws: Path) -> tuple[dict[str, tuple], nx.DiGraph]:
+    """Per stage name, what DVC compares with the lock; and the graph over stage names (an edge
+    runs from a stage to a stage it depends on)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(ws)) as repo:
+        out = {}
+        for st in repo.index.stages:
+            params, deps = {}, []
+            for d in st.deps:
+                if isinstance(d, ParamsDependency):
+                    params.update(d.read_params())
+                else:
+                    deps.append(str(d.def_path))
+            out[st.name] = (st.cmd, sorted(deps), params, sorted(str(o.def_path) for o in st.outs))
+        graph = nx.relabel_nodes(repo.index.graph, lambda st: st.name)
+    return out, graph
+
+
+def stale_after(workspace: tuple[Path, dict[str, tuple]], *set_params: str) -> set[str]:
+    """The stages that `dvc exp run -S <set_params> ...` would re-run; params.yaml is restored."""
+    from dvc.utils.cli_parse import to_path_overrides
+    from dvc.utils.hydra import apply_overrides
+
+    ws, before = workspace
+    params = ws / "params.yaml"
+    original = params.read_text()
+    try:
+        for path, overrides in to_path_overrides(set_params).items():  # what -S does to the file
+            apply_overrides(ws / path, overrides)
+        validate_all(params)  # `humpback check-params` accepts the result
+        after, graph = _definitions(ws)
+    finally:
+        params.write_text(original)
+    changed = {name for name, definition in after.items() if before.get(name) != definition}
+    return changed | {dependent for name in changed for dependent in nx.ancestors(graph, name)}
+
+
+def test_no_change_makes_nothing_stale(workspace):
+    assert stale_after(workspace) == set()
+
+
+@pytest.mark.parametrize("set_param", [
+    "++iterations.it2.select.threshold=4.5",  # the paper's A_5 at iteration 2 keeps >= 4.5
+    "++iterations.it2.select.sample=800",  # data scaling: N curated pairs for the last iteration
+])
+def test_a_selection_change_for_it2_reruns_it2_and_what_follows_only(workspace, set_param):
+    stale = stale_after(workspace, set_param)
+    assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "report"}
+    # A^(1), M1 and M1's scores come from the cache: a new it2 threshold never re-runs a score stage
+    assert not stale & {"score@it1", "score@it2", "select@it1", "train@it1"}
+
+
+def test_without_seed_retrains_the_forward_models_only(workspace):
+    stale = stale_after(workspace, "mix.seed=false")
+    assert stale == {"train@it1", "train@it2", "score@it2", "select@it2", *EVAL, "report"}
+    assert not stale & {"train_backward", "train_m0", "augment", "score@it1", "select@it1"}
+
+
+def test_no_curation_reselects_every_iteration_but_keeps_m0s_scores(workspace):
+    stale = stale_after(workspace, "select.curate=false")
+    assert stale == {"select@it1", "select@it2", "train@it1", "train@it2", "score@it2", *EVAL, "report"}
+    assert "score@it1" not in stale
+
+
+def test_scaling_steps_off_retrains_the_forward_models_only(workspace):
+    stale = stale_after(workspace, "mix.scaling_steps=false")
+    assert {"train@it1", "train@it2"} <= stale and not stale & {"train_backward", "train_m0", "score@it1"}
+
+
+def test_a_train_override_for_it2_never_reruns_scoring(workspace):
+    stale = stale_after(workspace, "++iterations.it2.train.max_steps=5")
+    # select@it2 declares the whole iterations.it2 (DVC rejects a declared key that may be missing,
+    # such as iterations.it2.select), so it re-runs too: cheap, and its output is unchanged
+    assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "report"}
+
+
+def test_the_inference_system_prompt_reruns_generation_judging_and_report_only(workspace):
+    stale = stale_after(workspace, "prompts.inference_system='Answer briefly.'")
+    assert stale == {f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")} | {"report"}

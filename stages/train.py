@@ -25,7 +25,7 @@ import polars as pl
 import torch.distributed as dist
 
 from humpback.config import load_section
-from humpback.errors import ConfigError
+from humpback.errors import ConfigError, EmptyResultError
 from humpback.io import write_json
 from humpback.readers import is_parquet
 from humpback.stage import stage
@@ -56,6 +56,18 @@ def _for_data_size(cfg: TrainConfig, mix: MixConfig, n: int) -> tuple[TrainConfi
     return cfg, {"n": n, "table_n": row.n, "batch_size": row.batch_size, "max_steps": row.max_steps}
 
 
+def _curated(path: str, *, with_seed: bool) -> pl.DataFrame:
+    """The curated pairs. An empty table got past select@ only with select.allow_empty: true; with
+    the seed pairs there is still data, so the model learns from the seed alone (said in the log)."""
+    try:
+        return read_pairs(path, "curated pairs")
+    except EmptyResultError:
+        if not with_seed:
+            raise
+        log.warning("%s: no curated pairs (select.allow_empty); training on the seed pairs alone", path)
+        return pl.DataFrame(schema={"instruction": pl.String, "output": pl.String})
+
+
 @stage
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_section("train", args.params)
     prompts = load_section("prompts", args.params)
     seed = read_pairs(args.seed_data, "seed pairs")
-    curated = read_pairs(args.curated, "curated pairs") if args.curated else None
+    curated = _curated(args.curated, with_seed=mix is None or mix.seed) if args.curated else None
     extra = {}
     if mix is not None:
         cfg, scaling = _for_data_size(cfg, mix, _sample_size(args.curated))

@@ -168,7 +168,10 @@ def test_select_stage_faults_keep_the_previous_outputs(tmp_path):
     params(tmp_path, "select:\n  top_share: 2\n")
     fails_cleanly(tmp_path, k, "share above 1", "select", ("it1",), ("select.top_share",), good)
     params(tmp_path, "select:\n  threshold: 3\n")
-    fails_cleanly(tmp_path, k, "scores of a missing iteration", "select", ("it9",),
+    fails_cleanly(tmp_path, k, "an iteration params.yaml does not have", "select", ("it9",),
+                  ("params.yaml", "iterations.it9: no such iteration"), good)
+    params(tmp_path, "select:\n  threshold: 3\niterations:\n  it1: {prev: m0}\n  it2: {prev: it1}\n  it9: {prev: it1}\n")
+    fails_cleanly(tmp_path, k, "scores of an iteration not scored yet", "select", ("it9",),
                   ("it9.parquet", "file not found"), good)
     pl.DataFrame({"segment_id": ["a"], "instruction": ["i"], "output": ["o"]}).write_parquet(tmp_path / "data/scores/it2.parquet")
     good = snapshot(tmp_path)

@@ -224,3 +224,18 @@ def test_lora_on_the_embedded_model_learns_and_reloads(tmp_path):
         tuned = load_model(ref, dtype="float32")(ids).logits
         plain = load_model(resolve(base), dtype="float32")(ids).logits
     assert (tuned - plain).abs().max() > 1e-3
+
+
+def test_forward_on_an_empty_curated_set_that_select_allowed(base, tmp_path, monkeypatch, capsys):
+    """select.allow_empty let an empty A_k through: with the seed there is still data to learn;
+    without it the stage stops with one line."""
+    proj = _project(tmp_path, base)
+    pl.DataFrame(schema={"instruction": pl.Utf8, "output": pl.Utf8, "segment_id": pl.Utf8, "score": pl.Float64}) \
+        .write_parquet(proj / "data/curated/it1.parquet")
+    monkeypatch.chdir(proj)
+    dvc_stage.run("train", "it1")
+    assert json.loads(Path("metrics/train/it1.json").read_text())["examples_by_origin"] == {"seed": 12}
+    Path("params.yaml").write_text(Path("params.yaml").read_text() + "mix:\n  seed: false\n")
+    with pytest.raises(SystemExit):
+        dvc_stage.run("train", "it1")
+    assert "data/curated/it1.parquet: no curated pairs to train on" in capsys.readouterr().err

@@ -5,7 +5,10 @@ closure of its script: every project module it imports, at the top or inside a f
 package `__init__.py` files Python runs on the way, transitively. The closure is found statically
 (ast), so a backend imported only on a GPU still counts. Two dynamic imports are followed too:
 `importlib.import_module("humpback...")` and `load_section("<name>")`, which imports the module
-of that params section (config.SECTIONS).
+of that params section (config.SECTIONS). A `load_section("<name>", ..., iteration=...)` reads the
+section as one iteration sees it (iterations.<it>.<name> on top): it counts, together with
+`iterations`, only for a stage whose command passes `--iteration` (select@, train@), so a script
+shared with stages of no iteration (train_backward, train_m0) does not make them read it.
 
 `humpback stage-deps` prints, per stage, what its deps miss and what they hold beyond the closure,
 and any params section the code reads without a key of it under `params:` (or the other way round).
@@ -30,7 +33,7 @@ class StageDeps:
     closure: set[Path]  # project files the command imports (relative to the repository root)
     missing: list[Path] = field(default_factory=list)  # imported, not covered by any dep
     extra: list[str] = field(default_factory=list)  # code deps that cover files the command never imports
-    sections_read: set[str] = field(default_factory=set)  # params sections the closure loads by name
+    sections_read: set[str] = field(default_factory=set)  # params sections the stage loads by name
     sections_declared: set[str] = field(default_factory=set)  # sections with a key under `params:`
 
 
@@ -70,12 +73,13 @@ def _current_package(path: Path, src: Path) -> list[str]:
     return list(path.relative_to(src).parts[:-1])
 
 
-def imported_modules(path: Path, src: Path, sections: dict[str, str]) -> tuple[set[str], set[str]]:
-    """Names of project modules `path` imports (absolute, relative and the two dynamic forms), and
-    the params sections it loads by name."""
+def imported_modules(path: Path, src: Path, sections: dict[str, str]) -> tuple[set[str], set[str], set[str]]:
+    """Names of project modules `path` imports (absolute, relative and the two dynamic forms), the
+    params sections it loads by name, and those it loads per iteration (an `iteration=` keyword)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: set[str] = set()
     loaded: set[str] = set()
+    per_iteration: set[str] = set()
     in_src = src in path.resolve().parents
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -99,28 +103,29 @@ def imported_modules(path: Path, src: Path, sections: dict[str, str]) -> tuple[s
             if fname == "import_module" and literal:
                 found.add(literal)
             elif fname == "load_section" and literal is not None:
-                loaded.add(literal)
+                (per_iteration if any(k.arg == "iteration" for k in node.keywords) else loaded).add(literal)
                 if literal in sections:
                     found.add(sections[literal].partition(":")[0])
-    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}, loaded
+    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}, loaded, per_iteration
 
 
-def _walk(script: Path, root: Path) -> tuple[set[Path], set[str]]:
-    """The import closure of `script` (relative to `root`, script included) and the params sections
-    that closure loads by name; each file is parsed once."""
+def _walk(script: Path, root: Path) -> tuple[set[Path], set[str], set[str]]:
+    """The import closure of `script` (relative to `root`, script included), the params sections
+    that closure loads by name, and those it loads per iteration; each file is parsed once."""
     src = (root / "src").resolve()
     sections = _sections(src)
-    todo, seen, loaded = [script.resolve()], set(), set()
+    todo, seen, loaded, per_iteration = [script.resolve()], set(), set(), set()
     while todo:
         f = todo.pop()
         if f in seen:
             continue
         seen.add(f)
-        modules, names = imported_modules(f, src, sections)
+        modules, names, iterative = imported_modules(f, src, sections)
         loaded |= names
+        per_iteration |= iterative
         for mod in modules:
             todo.extend(p.resolve() for p in _with_parents(mod, src) if p.resolve() not in seen)
-    return {p.relative_to(root.resolve()) for p in seen}, loaded
+    return {p.relative_to(root.resolve()) for p in seen}, loaded, per_iteration
 
 
 def import_closure(script: Path, root: Path) -> set[Path]:
@@ -154,7 +159,9 @@ def check_stages(root: Path = Path(".")) -> list[StageDeps]:
         script = _script(body["cmd"])
         if script is None:
             continue
-        closure, read = _walk(root / script, root)
+        closure, read, per_iteration = _walk(root / script, root)
+        if per_iteration and "--iteration" in shlex.split(body["cmd"].split("#", 1)[0]):
+            read = read | per_iteration | {"iterations"}
         declared = {str(p).split(".")[0] for p in body.get("params") or [] if isinstance(p, str)}
         deps = [str(d) for d in body.get("deps") or []]
         code = [Path(d.rstrip("/")) for d in deps if code_dep(d)]

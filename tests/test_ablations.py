@@ -114,3 +114,31 @@ def test_a_train_override_for_it2_never_reruns_scoring(workspace):
 def test_the_inference_system_prompt_reruns_generation_judging_and_report_only(workspace):
     stale = stale_after(workspace, "prompts.inference_system='Answer briefly.'")
     assert stale == {f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")} | {"report"}
+
+
+# Every variant of `humpback ablations` (the grid a user queues), with what it must re-run.
+_RESELECT = {"select@it1", "select@it2", "train@it1", "train@it2", "score@it2", *EVAL, "report"}
+_INFERENCE = {f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")} | {"report"}
+GRID_STALE = {
+    "baseline": set(),
+    "no_curation": _RESELECT,
+    "without_seed": {"train@it1", "train@it2", "score@it2", "select@it2", *EVAL, "report"},
+    "k5": _RESELECT,
+    "k4.5": _RESELECT,
+    "k5_it2_4.5": _RESELECT,
+    # the seed tag is in M0's training data: everything from M0 on, never the backward model's branch
+    "no_tags": {"train_m0", "score@it1", *_RESELECT, *_INFERENCE},
+    "inference_seed_tag": _INFERENCE,
+    "inference_web_tag": _INFERENCE,
+    "inference_no_tag": _INFERENCE,
+    "scale_800": {"select@it2", "train@it2", "generate@it2", "judge@it2", "report"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRID_STALE))
+def test_each_grid_variant_reruns_what_depends_on_it(workspace, name):
+    from humpback import ablations
+
+    grid = {v.name: v for v in ablations.variants(ROOT / "params.yaml", scaling=(800,))}
+    assert set(grid) == set(GRID_STALE)
+    assert stale_after(workspace, *grid[name].overrides) == GRID_STALE[name]

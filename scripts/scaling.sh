@@ -3,8 +3,9 @@
 #
 #   SIZES="100 200 400 800" MODEL=it2 scripts/scaling.sh
 #
-# Each size queues `dvc exp run -S select.max_examples=N`: only select@<it> and what follows
-# (training, generation, judging) re-run; scores come from the DVC cache. The queue runs one
+# Each size queues `dvc exp run -S ++iterations.it2.select.sample=N`: a seeded random N of the last
+# iteration's curated pairs, trained for the paper's steps at its batch for N (Table 18); only
+# select@it2 and what follows re-run, A^(1), M1 and the scores come from the DVC cache. The queue runs one
 # experiment at a time (JOBS=1; raise it only with the memory for several trainings). When it is
 # empty, the points are read out of `dvc exp show --json` and fitted:
 #   metrics/scaling.json      [{name, rev, N, win_rate}, ...]
@@ -15,11 +16,11 @@ set -euo pipefail
 SIZES="${SIZES:-100 200 400 800}"
 MODEL="${MODEL:-it2}"
 JOBS="${JOBS:-1}"
-PARAM="${PARAM:-select.max_examples}"
+PARAM="${PARAM:-iterations.it2.select.sample}"
 
 if [[ "${COLLECT_ONLY:-0}" != 1 ]]; then
   for n in $SIZES; do
-    dvc exp run --queue -S "${PARAM}=${n}" -n "scale-${n}"
+    dvc exp run --queue -S "++${PARAM}=${n}" -n "scale-${n}"
   done
   dvc queue start -j "$JOBS"
   # wait until nothing is queued or running

@@ -32,13 +32,14 @@ def rev(rev_id, name, n, w=None, metric_file="metrics/eval/it2.json"):
     metrics = {metric_file: {"data": {"win_rate": w}}} if w is not None else {
         metric_file: {"error": {"type": "FileNotFoundError", "msg": "missing"}}}
     return {"rev": rev_id, "name": name, "error": None, "experiments": None,
-            "data": {"rev": rev_id, "params": {"params.yaml": {"data": {"select": {"max_examples": n}}}},
+            "data": {"rev": rev_id, "params": {"params.yaml": {"data": {"iterations": {
+                "it1": {"prev": "m0"}, "it2": {"prev": "it1", **({"select": {"sample": n}} if n else {})}}}}},
                      "metrics": metrics}}
 
 
 def exp_show():
     """The shape `dvc exp show --json` prints (DVC 3): workspace, baseline, experiments under it."""
-    baseline = rev("abc", "main", 0, 60.0)  # max_examples 0 = no cap: not a point
+    baseline = rev("abc", "main", 0, 60.0)  # no sample: every curated pair, not a point
     baseline["experiments"] = [
         {"revs": [rev("e1", "scale-100", 100, 40.0)], "executor": None, "name": "scale-100"},
         {"revs": [rev("e2", "scale-400", 400, 49.6)], "executor": None, "name": "scale-400"},

@@ -2,7 +2,7 @@
 
 The paper compares how fast win rate grows with data size across data sources (alpha = 6.95 for
 Humpback's curated data against 2.86 for LIMA and 4.43 for OASST). The points come from DVC
-experiments that vary `select.max_examples` (scripts/scaling.sh); `collect` reads them out of
+experiments that vary `iterations.it2.select.sample` (scripts/scaling.sh); `collect` reads them out of
 `dvc exp show --json`, `fit` fits the curve.
 
     python -m humpback.evaluation.scaling collect exps.json --out metrics/scaling.json
@@ -59,7 +59,7 @@ def exp_revs(entries: list) -> Iterator[dict]:
 def collect_points(
     exp_show: list,
     *,
-    param: str = "select.max_examples",
+    param: str = "iterations.it2.select.sample",
     params_file: str = "params.yaml",
     metric_file: str = "metrics/eval/it2.json",
     metric: str = "win_rate",
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("collect", help="points from `dvc exp show --json` output")
     c.add_argument("exp_show", type=Path)
-    c.add_argument("--param", default="select.max_examples")
+    c.add_argument("--param", default="iterations.it2.select.sample")
     c.add_argument("--metric-file", default="metrics/eval/it2.json")
     c.add_argument("--metric", default="win_rate")
     c.add_argument("--out", type=Path, default=Path("metrics/scaling.json"))

@@ -202,7 +202,7 @@ def test_completions_api_renders_with_the_model_directorys_tokenizer(serve, tmp_
     from humpback.engines.config import EngineConfig
     from humpback.engines.loader import load_engine
     from humpback.models import BaseModelConfig, load_tokenizer, prepare_base
-    from humpback.rendering import render
+    from humpback.rendering import CUT_MARK, render
 
     ref = prepare_base(BaseModelConfig(source="tiny"), tmp_path / "m0")  # a chat-template model
     server = serve(lambda body, n: (200, completion("ok"), {}))
@@ -215,3 +215,10 @@ def test_completions_api_renders_with_the_model_directorys_tokenizer(serve, tmp_
     tok = load_tokenizer(ref)
     # ChatML's first <|im_start|> is a role marker, not a BOS the server would add: it stays
     assert sent["prompt"] == render(tok, msgs) and sent["prompt"].startswith("<|im_start|>system")
+    # an over-long prompt is fitted by the rule the local engines apply (engine.max_input_tokens)
+    cfg.max_input_tokens = 48
+    long = chat("word " * 300 + "the request", system="sys")
+    with load_engine(tmp_path / "m0", cfg) as e:
+        e.generate([long], Sampling(max_new_tokens=3))
+    sent = server.bodies[-1]["prompt"]
+    assert "the request" in sent and CUT_MARK in sent and len(tok(sent, add_special_tokens=False)["input_ids"]) <= 49

@@ -61,7 +61,8 @@ def load_engine(model_dir: str | Path, cfg: EngineConfig | None = None) -> Engin
         from humpback.engines.openai_engine import OpenAIEngine
 
         return OpenAIEngine(cfg.openai, model=cfg.openai.model or Path(model_dir).name,
-                            tokenizer=completions_tokenizer(model_dir) if cfg.openai.api == "completions" else None)
+                            tokenizer=completions_tokenizer(model_dir) if cfg.openai.api == "completions" else None,
+                            max_input_tokens=cfg.max_input_tokens)
     if backend == "ray":
         from humpback.engines.ray_engine import RayEngine
 

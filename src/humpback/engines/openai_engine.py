@@ -34,7 +34,7 @@ from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import OpenAIConfig
 from humpback.engines.prompting import logsumexp
 from humpback.errors import ConfigError
-from humpback.rendering import for_server, render, render_plain
+from humpback.rendering import encode, for_server, render, render_plain
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class OpenAIEngine(Engine):
     name = "openai"
 
     def __init__(self, cfg: OpenAIConfig, model: str = "", *, transport: httpx.BaseTransport | None = None,
-                 tokenizer=None):
+                 tokenizer=None, max_input_tokens: int = 0):
         if not cfg.base_url:
             raise ConfigError("engine.openai.base_url: empty; set the endpoint, e.g. http://localhost:8000/v1")
         self.cfg = cfg
@@ -67,6 +67,7 @@ class OpenAIEngine(Engine):
         self.api = cfg.api
         self.url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.api == "chat" else "/completions")
         self.tok = tokenizer  # completions api: renders the prompt; None = our plain format
+        self.max_input_tokens = max_input_tokens  # completions api with a tokenizer: the prompt is fitted to it
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         if key:
@@ -162,6 +163,9 @@ class OpenAIEngine(Engine):
         """The completions api's prompt text; the BOS the template writes is left to the server."""
         if self.tok is None:
             return render_plain(messages, assistant_prefix=assistant_prefix)
+        if self.max_input_tokens > 0:  # the one truncation rule, as the local engines apply it
+            ids = encode(self.tok, messages, assistant_prefix, max_tokens=self.max_input_tokens)
+            return for_server(self.tok, self.tok.decode(ids))
         return for_server(self.tok, render(self.tok, messages, assistant_prefix=assistant_prefix))
 
     def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:

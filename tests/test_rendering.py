@@ -21,10 +21,24 @@ from humpback.rendering import PLAIN_TEMPLATE, encode, prepare, render, render_p
 from humpback.training.data import IGNORE, tokenize_example
 
 
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory):
+    """The embedded tokenizer saved once: reading the GGUF takes seconds, the saved files a moment."""
+    d = tmp_path_factory.mktemp("tok")
+    load_embedded_tokenizer().save_pretrained(d)
+    return d
+
+
+def embedded(chat_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(chat_dir)
+
+
 @pytest.fixture
-def bare():
+def bare(chat_dir):
     """A pretrained-style tokenizer: no chat template, no pad token, BOS = EOS = <|endoftext|>."""
-    tok = load_embedded_tokenizer()
+    tok = embedded(chat_dir)
     tok.chat_template = None
     tok.pad_token = None
     tok.bos_token = tok.eos_token = "<|endoftext|>"
@@ -34,12 +48,12 @@ def bare():
 MSGS = forward_messages("Answer in the style of an AI Assistant.", "Name a red fruit.", "An apple.")
 
 
-def test_auto_picks_the_tokenizers_template_when_there_is_one(bare):
-    chat = load_embedded_tokenizer()
+def test_auto_picks_the_tokenizers_template_when_there_is_one(bare, chat_dir):
+    chat = embedded(chat_dir)
     assert resolve_format(chat, "auto") == "chat" and resolve_format(bare, "auto") == "plain"
     before = chat.chat_template
     assert prepare(chat, "auto").chat_template == before
-    assert prepare(load_embedded_tokenizer(), "plain").chat_template == PLAIN_TEMPLATE
+    assert prepare(embedded(chat_dir), "plain").chat_template == PLAIN_TEMPLATE
     with pytest.raises(ConfigError, match="no chat template"):
         resolve_format(bare, "chat")
     with pytest.raises(ConfigError, match="'jinja' is not one of auto, chat, plain"):
@@ -95,12 +109,12 @@ def test_tiny_pretrained_style_checkpoint_is_saved_in_plain_format(tmp_path):
                      tmp_path / "base2")
 
 
-def test_a_server_that_adds_bos_gets_the_prompt_without_ours(bare):
+def test_a_server_that_adds_bos_gets_the_prompt_without_ours(bare, chat_dir):
     from humpback.rendering import for_server
 
     tok = prepare(bare, "auto")
     text = render(tok, MSGS[:-1])
     adds_bos = tok("x", add_special_tokens=True)["input_ids"][0] == tok.bos_token_id
     assert for_server(tok, text) == (text.removeprefix("<|endoftext|>") if adds_bos else text)
-    chat = load_embedded_tokenizer()  # ChatML: the leading <|im_start|> is a role marker
+    chat = embedded(chat_dir)  # ChatML: the leading <|im_start|> is a role marker
     assert for_server(chat, render(chat, MSGS[:-1])) == render(chat, MSGS[:-1])

@@ -226,7 +226,8 @@ def pointer_format(base: str, fmt: str) -> str:
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(base)
+        # never the network here: a hub id not in the local cache is decided when it is loaded
+        tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
     except (OSError, ValueError) as e:
         log.info("prompt format of %s decided at load time (%s)", base, type(e).__name__)
         return fmt

@@ -5,6 +5,8 @@ pretrained-style model, a few steps) and a scripted OpenAI-compatible endpoint s
 
 The endpoint rates in generate mode with fractional scores, so the preset's selection (5.0 at
 iteration 1, 4.5 at iteration 2 through the per-iteration override) is checked on real numbers.
+A whole second DAG (about 2.5 minutes on 2 cores): `slow`, run with `python -m pytest -m slow`;
+tests/test_pipeline.py keeps the default DAG shape on a pretrained-style model in the default run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import pytest
 from stub_server import StubServer
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ["5", "4.5", "4", "5", "3.5", "4.5"]  # the scripted curator's ratings, cycled by prompt digest

@@ -9,6 +9,8 @@ A model directory under models/ is one of:
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import json
 import logging
@@ -104,11 +106,17 @@ def _torch_dtype(name: str):
         raise ConfigError(f"base_model.dtype: '{name}' is not one of bfloat16, float16, float32") from None
 
 
-def load_embedded_tokenizer():
+@functools.lru_cache(maxsize=1)
+def _embedded_tokenizer(gguf: Path):
     from transformers import AutoTokenizer
 
-    gguf = embedded_gguf()
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+def load_embedded_tokenizer():
+    """The tokenizer inside the GGUF file. Reading it takes seconds, so it is read once per process;
+    each caller gets its own copy (callers change templates and special tokens)."""
+    return copy.deepcopy(_embedded_tokenizer(embedded_gguf()))
 
 
 def convert_embedded(out: Path, dtype: str = "bfloat16") -> None:

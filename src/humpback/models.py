@@ -220,7 +220,8 @@ def resolve(model_dir: str | Path) -> ModelRef:
         base = meta.get("base")
         if not base:
             raise InputError(d, f"LoRA adapter without {META} naming its base")
-        return ModelRef(base=resolve(base).base, adapter=str(d), prompt_format=resolve(base).prompt_format)
+        under = resolve(base)
+        return ModelRef(base=under.base, adapter=str(d), prompt_format=under.prompt_format)
     if meta.get("kind") == "pointer":
         return ModelRef(base=meta["base"], prompt_format=meta.get("prompt_format", "auto"))
     if not (d / "config.json").is_file():

@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ["tests/test_reliability_inputs.py", "tests/test_reliability_stages.py", "tests/test_reliability_kill.py",
          "tests/test_reliability_judge.py", "tests/test_reliability_determinism.py", "tests/test_properties.py",
-         "tests/test_fuzz_readers.py"]
+         "tests/test_fuzz_readers.py", "tests/test_hostile_params.py", "tests/test_hostile_inputs.py",
+         "tests/test_hostile_faults.py", "tests/test_hostile_outputs.py"]
 
 
 def main() -> int:

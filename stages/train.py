@@ -29,9 +29,10 @@ from humpback.errors import ConfigError, EmptyResultError
 from humpback.io import write_json
 from humpback.readers import is_parquet
 from humpback.stage import stage
-from humpback.training import KINDS, build_examples, read_pairs, train_model
 from humpback.training.config import MixConfig, TrainConfig
+from humpback.training.data import KINDS, build_examples, read_pairs
 from humpback.training.schedule import scaling_row
+from humpback.training.trainer import train_model
 
 log = logging.getLogger("humpback.train")
 

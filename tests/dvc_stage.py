@@ -3,12 +3,14 @@
 `command("score", "it1")` renders the dvc.yaml cmd of score@it1 (its ${...} filled from the
 params.yaml in the working directory, or the code defaults) into an argv whose script path points
 into the repository; `run` calls that script's main() in this process; `run_subprocess` runs it as
-DVC would. Extra arguments are appended: argparse keeps the last of a repeated option.
+DVC would; `bench_pipeline()` gives the scratch-project helpers of bench/pipeline.py. Extra arguments are appended: argparse keeps the last of a repeated option.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -21,6 +23,16 @@ from humpback.config import default_section
 
 REPO = Path(__file__).resolve().parents[1]
 _VAR = re.compile(r"\$\{([^}]+)\}")
+
+
+@functools.cache
+def bench_pipeline():
+    """bench/pipeline.py as a module: `copy_project(ws)` (the git-tracked project as a new repository),
+    `make_workspace(ws)` (the same on the tiny preset), `repro`."""
+    spec = importlib.util.spec_from_file_location("bench_pipeline", REPO / "bench" / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _raw(params: Path) -> dict:

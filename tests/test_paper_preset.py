@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 import math
 import re
@@ -22,6 +21,7 @@ import sys
 from io import BytesIO
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 from stub_server import StubServer
@@ -102,16 +102,9 @@ def _run(cmd: list[str], cwd: Path) -> str:
     return out
 
 
-def _copy_project(ws: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "bench" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.copy_project(ws)
-
-
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory):
-    ws = _copy_project(tmp_path_factory.mktemp("paper"))
+    ws = dvc_stage.bench_pipeline().copy_project(tmp_path_factory.mktemp("paper"))
     server = StubServer(respond)
     try:
         # the README recipe: the preset, the data in data/raw/, the endpoint, then dvc repro

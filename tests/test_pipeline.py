@@ -6,12 +6,12 @@ test session; the tests then change one input at a time and check which stages r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 
@@ -36,18 +36,10 @@ def repro(ws: Path, *targets: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", _run(["dvc", "repro", *targets], ws)))
 
 
-def _bench_pipeline():
-    """bench/pipeline.py builds the same workspace for its timings; one copy of that code."""
-    spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "bench" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """A copy of the git-tracked project, a repository, with the tiny preset applied, reproduced once."""
-    ws = _bench_pipeline().make_workspace(tmp_path_factory.mktemp("pipeline"))
+    ws = dvc_stage.bench_pipeline().make_workspace(tmp_path_factory.mktemp("pipeline"))
     ran = repro(ws)
     assert ran == ALL_STAGES
     return ws

@@ -10,8 +10,8 @@ from humpback.errors import EmptyResultError, InputError
 from humpback.models import load_embedded_tokenizer
 from humpback.prompts import PromptsConfig
 from humpback.rendering import CUT_MARK, encode
-from humpback.training import build_examples, effective_batch, lr_factor, plan_batches, read_pairs, tokenize_example
-from humpback.training.data import IGNORE, TokenizeStats
+from humpback.training.data import IGNORE, TokenizeStats, build_examples, read_pairs, tokenize_example
+from humpback.training.schedule import effective_batch, lr_factor, plan_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 END = "<|im_end|>"

@@ -18,7 +18,9 @@ from safetensors.torch import load_file
 import stages.train
 from humpback.models import BaseModelConfig, ModelRef, TinyConfig, load_model, load_tokenizer, prepare_base, resolve
 from humpback.prompts import PromptsConfig
-from humpback.training import TrainConfig, build_examples, train_model
+from humpback.training.config import TrainConfig
+from humpback.training.data import build_examples
+from humpback.training.trainer import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = pl.DataFrame({

@@ -5,7 +5,7 @@ closure of its script: every project module it imports, at the top or inside a f
 package `__init__.py` files Python runs on the way, transitively. The closure is found statically
 (ast), so a backend imported only on a GPU still counts. Two dynamic imports are followed too:
 `importlib.import_module("humpback...")` and `load_section("<name>")`, which imports the module
-of that params section (config.SECTIONS). A `load_section("<name>", ..., iteration=...)` reads the
+of that params section (config.SECTIONS); a stage script's `validate_all(...)` imports every section's module. A `load_section("<name>", ..., iteration=...)` reads the
 section as one iteration sees it (iterations.<it>.<name> on top): it counts, together with
 `iterations`, only for a stage whose command passes `--iteration` (select@, train@), so a script
 shared with stages of no iteration (train_backward, train_m0) does not make them read it.
@@ -106,6 +106,8 @@ def imported_modules(path: Path, src: Path, sections: dict[str, str]) -> tuple[s
                 (per_iteration if any(k.arg == "iteration" for k in node.keywords) else loaded).add(literal)
                 if literal in sections:
                     found.add(sections[literal].partition(":")[0])
+            elif fname == "validate_all" and not in_src:  # a stage validating the whole file: every section's rules count
+                found.update(spec.partition(":")[0] for spec in sections.values())
     return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}, loaded, per_iteration
 
 

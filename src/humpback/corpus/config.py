@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from humpback.config import param
+
 SourceKind = Literal["packages", "html", "warc", "table"]
 DEFAULT_INVENTORY = "requirements/runtime.txt"  # the locked runtime set: the same default corpus on every machine
 
@@ -86,3 +88,6 @@ class CorpusConfig:
     shingle_size: int = 5  # words per shingle
     seed: int = 1  # MinHash permutations
     batch_size: int = 5000  # segments per processing batch (bounds memory)
+    # one record read whole, at most: an HTML file, a WARC record or its decoded HTTP payload, a table line or
+    # row; a larger one is rejected (too_large) after reading at most this many bytes (bounds memory: bombs)
+    max_record_bytes: int = param(16 << 20, ge=1)

@@ -51,38 +51,47 @@ def test_every_stage_depends_on_the_params_check():
     assert {name for name in graph if name != "params" and "params" not in nx.descendants(graph, name)} == set()
 
 
-# (case, a line to add under a top-level key or to replace, the target DVC is asked to reproduce)
+# (case, an existing params line, what replaces it, the target DVC is asked to reproduce, a word the
+# one-line error must hold). DVC reads params.yaml itself (dvc.yaml interpolates from it), so a file it
+# cannot parse, or a DAG it cannot build, is refused by DVC before any stage runs; every other fault by
+# the params stage.
 CASES = [
-    ("unknown key in the stage's own section", ("seed:", "seed:\n  colour: blue"), "seed", "unknown key"),
-    ("value of the wrong type", ("seed:", "seed:\n  max_chars: many"), "seed", "seed.max_chars"),
-    ("out-of-range value in another section", ("select:", "select:\n  top_share: 7"), "seed", "select.top_share"),
-    ("unknown top-level section", ("seed:", "sede:\n  max_chars: 10\nseed:"), "seed", "sede"),
-    ("malformed YAML", ("seed:", "seed: [unclosed"), "seed", "params.yaml"),
-    ("bad iteration chain, whole pipeline", ("iterations:", "iterations:\n  it9: {prev: it9}"), None, "it9"),
+    ("unknown key in the stage's own section", "  lang: en ", "  colour: blue\n  lang: en ", "seed", "colour"),
+    ("value of the wrong type", "  max_chars: 0 ", "  max_chars: many ", "seed", "seed.max_chars"),
+    ("out-of-range value in another section", "  top_share: 0.5 ", "  top_share: 7 ", "seed", "select.top_share"),
+    ("unknown top-level section", "\nseed:", "\nsede: {max_chars: 10}\nseed:", "seed", "sede"),
+    ("iteration chain that never reaches m0", "  it2: {prev: it1}", "  it2: {prev: it3}\n  it3: {prev: it2}", None,
+     "it3"),
+    ("malformed YAML", "  lang: en ", "  lang: [en ", "seed", "params.yaml"),
+    ("a duplicate key", "  lang: en ", "  lang: de\n  lang: en ", "seed", "lang"),
+    ("an iteration that scores with itself (a DAG cycle)", "  it2: {prev: it1}", "  it2: {prev: it2}", None, "it2"),
 ]
 
 
-@pytest.mark.parametrize("case, edit, target, needle", CASES, ids=[c[0] for c in CASES])
-def test_a_bad_param_stops_dvc_before_it_touches_outputs(seeded, case, edit, target, needle):
+@pytest.mark.parametrize("case, old, new, target, needle", CASES, ids=[c[0] for c in CASES])
+def test_a_bad_param_stops_dvc_before_it_touches_outputs(seeded, case, old, new, target, needle):
     ws, before = seeded
     params = ws / "params.yaml"
     original = params.read_text()
-    old, new = edit
-    assert f"\n{old}" in original
-    params.write_text(original.replace(f"\n{old}", f"\n{new}", 1))
+    assert original.count(old) == 1, old
+    params.write_text(original.replace(old, new))
     try:
         proc = _dvc(ws, "repro", *([target] if target else []))
     finally:
         params.write_text(original)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert proc.returncode != 0
-    assert "Running stage 'params'" in proc.stdout
-    assert [s for s in ("base_model", "seed", "corpus") if f"Running stage '{s}'" in proc.stdout] == []
-    assert len(errors) == 1 and needle in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    ran = [s for s in ("base_model", "seed", "corpus") if f"Running stage '{s}'" in proc.stdout]
+    assert ran == [], f"{ran} ran under a bad params file"
+    if "Running stage 'params'" in proc.stdout:  # our check refused it
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and needle in lines[0], proc.stderr
+    else:  # DVC refused it while reading the project
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("ERROR: ")]
+        assert lines and needle in proc.stderr, proc.stderr
     assert _digests(ws) == before  # every earlier output still there, byte for byte
     ledger.intact("outputs kept after a bad param", len(before))
-    ledger.hostile("outputs kept", case, errors[0])
+    ledger.hostile("outputs kept", case, lines[0])
 
 
 def test_after_the_fix_nothing_reruns_but_the_check(seeded):

@@ -25,9 +25,9 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from humpback.engines.config import EngineConfig
-from humpback.errors import ConfigError, InputError
+from humpback.errors import ConfigError, InputError, redact_url
 from humpback.io import write_parquet, write_text
-from humpback.models import META
+from humpback.models import META, follow_chain, read_meta
 
 FORMAT = 2  # bump when the part layout or what a fingerprint covers changes: old parts are then discarded
 
@@ -117,23 +117,25 @@ def _content_digest(d: Path) -> str:
     return h.hexdigest()
 
 
-def _target_identity(target: str) -> dict:
+def _target_identity(target: str, seen: list[Path]) -> dict:
     """What a pointer or an adapter's base names: a local directory by content, else a hub id."""
     p = Path(target).expanduser()
-    return _local_identity(p) if p.exists() else {"hub": target}
+    return _local_identity(p, seen) if p.exists() else {"hub": target}
 
 
-def _local_identity(d: Path) -> dict:
+def _local_identity(d: Path, seen: list[Path] | None = None) -> dict:
     # mirrors models.resolve: an adapter is its files over its base, a pointer is its target
     if not d.is_dir():
         raise InputError(d, "model directory not found (has its stage run?)")
-    meta = json.loads((d / META).read_text()) if (d / META).is_file() else {}
+    seen = [] if seen is None else seen
+    follow_chain(d, seen)  # a pointer to itself, a cycle or a runaway chain: an error naming the file
+    meta = read_meta(d)
     if (d / "adapter_config.json").is_file():
         if not meta.get("base"):
             raise InputError(d, f"LoRA adapter without {META} naming its base")
-        return {"adapter": _content_digest(d), "base": _target_identity(meta["base"])}
+        return {"adapter": _content_digest(d), "base": _target_identity(meta["base"], seen)}
     if meta.get("kind") == "pointer":
-        return {"pointer": _target_identity(meta["base"])}
+        return {"pointer": _target_identity(meta["base"], seen)}
     return {"checkpoint": _content_digest(d)}
 
 
@@ -146,7 +148,9 @@ def model_identity(model_dir: str | Path | None, engine_cfg: EngineConfig) -> di
     ident: dict = {}
     if engine_cfg.backend == "openai":  # `auto` never picks an endpoint
         served = engine_cfg.openai.model or (Path(model_dir).name if model_dir is not None else "")
-        ident["endpoint"] = {"base_url": engine_cfg.openai.base_url.rstrip("/"), "model": served}
+        # the endpoint by its address without credentials: a key is authentication only (and this
+        # record goes into the stored fingerprint), while another host or path is another endpoint
+        ident["endpoint"] = {"base_url": redact_url(engine_cfg.openai.base_url.rstrip("/")), "model": served}
         if model_dir is None or not Path(model_dir).exists():
             return ident
     if model_dir is None:

@@ -209,21 +209,87 @@ def prepare_base(cfg: BaseModelConfig, out: str | Path) -> ModelRef:
     return resolve(out)
 
 
-def resolve(model_dir: str | Path) -> ModelRef:
-    """Turn a model directory into what to load."""
+MAX_CHAIN = 32  # pointers and adapter bases followed before a chain counts as runaway
+META_KINDS = ("checkpoint", "pointer", "adapter")
+PROMPT_FORMATS = ("auto", "chat", "plain")
+
+
+def read_meta(d: str | Path) -> dict:
+    """The model directory's humpback_model.json as a checked dict ({} when there is none).
+
+    Any fault (not JSON, binary junk, not an object, a key of the wrong type, a pointer or an
+    adapter without its base) is an InputError naming the file."""
+    f = Path(d) / META
+    if not f.is_file():
+        return {}
+    try:
+        meta = json.loads(f.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise InputError(f, f"not valid UTF-8 ({e.reason} at byte {e.start + 1}): not a model metadata file") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f, f"malformed JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise InputError(f, "malformed JSON (nested too deeply)") from None
+    except OSError as e:
+        raise InputError(f, f"cannot read ({e.strerror or type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f, f"expected a JSON object, got {type(meta).__name__}")
+    kind = meta.get("kind")
+    if kind is not None and kind not in META_KINDS:
+        raise InputError(f, f"'kind' must be one of {', '.join(META_KINDS)}, got {kind!r:.60}")
+    for key in ("base", "source", "trained_from"):
+        if key in meta and not isinstance(meta[key], str):
+            raise InputError(f, f"'{key}' must be a string, got {type(meta[key]).__name__}: {meta[key]!r:.60}")
+    fmt = meta.get("prompt_format", "auto")
+    if fmt not in PROMPT_FORMATS:
+        raise InputError(f, f"'prompt_format' must be one of {', '.join(PROMPT_FORMATS)}, got {fmt!r:.60}")
+    if kind in ("pointer", "adapter") and not meta.get("base", "").strip():
+        raise InputError(f, f"a{'n' if kind == 'adapter' else ''} {kind} without 'base' (the model it stands on)")
+    return meta
+
+
+def follow_chain(d: Path, seen: list[Path]) -> None:
+    """Record `d` on the chain being resolved; a directory met twice, or a chain longer than
+    MAX_CHAIN, is an InputError naming the chain (a pointer to itself, a cycle of two, a runaway)."""
+    key = d.resolve()
+    if key in [s.resolve() for s in seen]:
+        loop = " -> ".join(str(s) for s in [*seen[[s.resolve() for s in seen].index(key):], d])
+        raise InputError(seen[0] / META, f"model directories point at each other in a cycle: {loop}")
+    if len(seen) >= MAX_CHAIN:
+        raise InputError(seen[0] / META, f"a chain of more than {MAX_CHAIN} model directories "
+                                         f"({seen[0]} -> {seen[1]} -> ... -> {d}); point at the model itself")
+    seen.append(d)
+
+
+def resolve(model_dir: str | Path, _seen: list[Path] | None = None) -> ModelRef:
+    """Turn a model directory into what to load.
+
+    A pointer whose target is itself a model directory of ours (a pointer, or an adapter) is
+    followed; cycles and runaway chains are errors naming the metadata file."""
     d = Path(model_dir)
     if not d.is_dir():
         raise InputError(d, "model directory not found (has its stage run?)")
-    meta_file = d / META
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    seen = [] if _seen is None else _seen
+    follow_chain(d, seen)
+    meta = read_meta(d)
     if (d / "adapter_config.json").is_file():
         base = meta.get("base")
         if not base:
             raise InputError(d, f"LoRA adapter without {META} naming its base")
-        under = resolve(base)
+        under = resolve(base, seen)
+        if under.adapter:
+            raise InputError(d / META, f"the base {base} is itself a LoRA adapter ({under.adapter}); "
+                                       "an adapter must stand on a checkpoint or a pointer")
         return ModelRef(base=under.base, adapter=str(d), prompt_format=under.prompt_format)
     if meta.get("kind") == "pointer":
-        return ModelRef(base=meta["base"], prompt_format=meta.get("prompt_format", "auto"))
+        fmt = meta.get("prompt_format", "auto")
+        target = Path(meta["base"]).expanduser()
+        # a target that is one of our model directories, not a checkpoint: follow it
+        if target.is_dir() and not (target / "config.json").is_file() and (
+                (target / META).is_file() or (target / "adapter_config.json").is_file()):
+            under = resolve(target, seen)
+            return under if under.adapter else ModelRef(base=under.base, prompt_format=under.prompt_format)
+        return ModelRef(base=meta["base"], prompt_format=fmt)
     if not (d / "config.json").is_file():
         raise InputError(d, "not a model directory (no config.json, adapter_config.json or pointer)")
     return ModelRef(base=str(d))

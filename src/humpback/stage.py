@@ -1,4 +1,14 @@
-"""The one wrapper every `stages/*.py` script uses: clear one-line errors, timing, logging."""
+"""The one wrapper every `stages/*.py` script uses: clear one-line errors, timing, logging.
+
+What becomes `error: <message>` and exit status 2, never a traceback:
+* a HumpbackError: a bad input, param or result, worded by the code that found it;
+* an OSError the environment caused: disk full, quota, file too large or a read-only filesystem
+  (ENOSPC, EDQUOT, EFBIG, EROFS) anywhere, and a permission or I/O error (EACCES, EPERM, EIO) on a
+  named path. These name the path and say what the system said.
+Anything else (a missing file the code built the path of, a TypeError) is a bug and keeps its
+traceback. Every error line and every log line goes through `redact_text`: no credential of a URL,
+and no key read from the environment, is ever printed.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +18,40 @@ import sys
 import time
 from collections.abc import Callable
 
-from humpback.errors import HumpbackError
+from humpback.errors import ENVIRONMENT_ERRNOS, PATH_ERRNOS, HumpbackError, install_redaction, os_reason, redact_text
 
 log = logging.getLogger("humpback")
 
 
+def environment_error(e: OSError) -> str | None:
+    """The one line for an OSError the environment caused, or None when it looks like a bug."""
+    if e.errno in ENVIRONMENT_ERRNOS or (e.errno in PATH_ERRNOS and e.filename is not None):
+        where = f"{e.filename}: " if e.filename is not None else ""
+        also = f" (and {e.filename2})" if getattr(e, "filename2", None) else ""
+        return f"{where}{os_reason(e.errno)}{also}"
+    return None
+
+
 def stage(fn: Callable[..., object]) -> Callable[..., None]:
-    """Run `fn`; a HumpbackError becomes `error: <message>` on stderr and exit status 2."""
+    """Run `fn`; a HumpbackError (or an OSError of the environment) becomes `error: <message>` on
+    stderr and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        for handler in logging.getLogger().handlers:
+            install_redaction(handler)
         start = time.perf_counter()
         try:
             fn(*args, **kwargs)
         except HumpbackError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {redact_text(' '.join(str(e).split()))}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except OSError as e:
+            line = environment_error(e)
+            if line is None:
+                raise
+            print(f"error: {redact_text(' '.join(line.split()))}", file=sys.stderr)
             raise SystemExit(2) from None
         log.info("%s done in %.1f s", fn.__module__ if fn.__name__ == "main" else fn.__name__,
                  time.perf_counter() - start)

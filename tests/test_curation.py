@@ -383,7 +383,8 @@ def test_no_curation_keeps_every_candidate_scored_or_not(tmp_path):
     assert kept["segment_id"].to_list() == [f"s{i}" for i in range(6)]  # no rule applies, segment order
     assert kept["score"].to_list() == [5.0, 1.0, None, 2.0, None, 4.0]  # unscored: null, NaN included
     p = tmp_path / "it1.parquet"
-    _scored(scores).write_parquet(p)
+    # on file an unscored row is null, as the score stage writes it (a NaN there is an input error)
+    _scored(scores).with_columns(pl.col("score").fill_nan(None)).write_parquet(p)
     m = run_select(p, SelectConfig(curate=False), curated_path=tmp_path / "c.parquet", metrics_path=tmp_path / "m.json")
     assert m["curate"] is False and m["kept"] == 6 and m["kept_share"] == 1.0 and m["kept_unscored"] == 2
     assert m["kept_mean_score"] == 3.0  # over the scored rows only

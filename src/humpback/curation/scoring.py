@@ -61,9 +61,10 @@ class DigitScore:
 
 def expected_score(logprobs: Mapping[str, float]) -> DigitScore:
     """Expected score, argmax and digit mass from log-probabilities of "1".."5" (-inf = unseen)."""
-    lps = [float(logprobs.get(d, -math.inf)) for d in DIGITS]
+    # a NaN or positive log-probability (a broken endpoint) is no evidence: such a digit counts as unseen
+    lps = [lp if lp <= 0.0 else -math.inf for lp in (float(logprobs.get(d, -math.inf)) for d in DIGITS)]
     top = max(lps)
-    if top == -math.inf or math.isnan(top):
+    if top == -math.inf:
         return DigitScore(None, None, 0.0)
     # subtract the max before exp so that very negative log-probs do not underflow to 0/0
     weights = [math.exp(lp - top) for lp in lps]

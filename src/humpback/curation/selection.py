@@ -11,9 +11,9 @@ import polars as pl
 
 from humpback.curation.bins import histogram
 from humpback.curation.config import SelectConfig
-from humpback.errors import EmptyResultError
+from humpback.errors import EmptyResultError, InputError
 from humpback.io import atomic_path, write_json
-from humpback.readers import read_table
+from humpback.readers import is_parquet, iter_records, read_table
 
 SCORE_COLUMNS = ["segment_id", "instruction", "output", "score"]
 # Parquet metadata key of a curated table drawn with select.sample: train@ reads N from it to pick
@@ -67,9 +67,66 @@ def _subsample(kept: pl.DataFrame, cfg: SelectConfig, source: str, n: int) -> pl
     return kept[np.sort(rows)]
 
 
+def _score_fault(value) -> str | None:
+    """Why a score cell is not a rating the score stage could have written; None when it is one."""
+    if value is None:  # an unparsed rating: never kept by a threshold
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"'score' must be a number in [1, 5] or null (unparsed), got {type(value).__name__}: {value!r:.60}"
+    if not math.isfinite(value):
+        return f"'score' must be a number in [1, 5] or null (unparsed), got {value!r}"
+    if not 1.0 <= value <= 5.0:
+        return f"'score' {value:g} is out of the rubric's range [1, 5]"
+    return None
+
+
+def _check_text(df: pl.DataFrame, path: Path) -> None:
+    for col in ("instruction", "output"):
+        if df[col].dtype not in (pl.String, pl.Null):
+            raise InputError(path, f"column '{col}' must hold strings, it holds {df[col].dtype}")
+        nulls = df[col].is_null()
+        if nulls.any():
+            raise InputError(path, f"'{col}' is null", f"row {int(nulls.arg_max())}")
+
+
+def read_scores(path: str | Path) -> pl.DataFrame:
+    """The score stage's table (Parquet, or JSONL), checked: every score is a number in [1, 5] or
+    null. A string, list, bool, NaN, infinite or out-of-range score is an InputError naming the file
+    and the row (rows from 0, as in Parquet), never a silent keep or drop."""
+    path = Path(path)
+    if not is_parquet(path):
+        rows = []
+        for rec in iter_records(path, SCORE_COLUMNS):
+            data = rec.strict()
+            fault = _score_fault(data["score"])
+            if fault is not None:
+                raise InputError(path, fault, rec.label)
+            rows.append(data | {"score": None if data["score"] is None else float(data["score"])})
+        try:
+            scored = pl.DataFrame(rows, schema_overrides={"score": pl.Float64}, infer_schema_length=None)
+        except (pl.exceptions.PolarsError, TypeError, ValueError) as e:
+            raise InputError(path, f"columns of mixed types ({type(e).__name__}: {e})") from None
+        _check_text(scored, path)
+        return scored
+    scored = read_table(path, SCORE_COLUMNS)
+    score = scored["score"]
+    if score.dtype == pl.Null:  # no row has a score: every rating unparsed
+        return scored.with_columns(pl.col("score").cast(pl.Float64))
+    if not score.dtype.is_numeric():
+        first = int(score.is_not_null().arg_max()) if score.null_count() < score.len() else 0
+        raise InputError(path, f"column 'score' must hold numbers in [1, 5] or null (unparsed), it holds "
+                               f"{score.dtype}: {score.slice(first, 1).to_list()[0]!r:.60}", f"row {first}")
+    as_float = score.cast(pl.Float64)
+    bad = as_float.is_not_null() & (as_float.is_nan() | (as_float < 1.0) | (as_float > 5.0))  # inf is > 5 or < 1
+    if bad.any():
+        row = int(bad.arg_max())
+        raise InputError(path, _score_fault(as_float[row]) or "bad score", f"row {row}")
+    _check_text(scored, path)
+    return scored.with_columns(as_float)
+
+
 def run_select(scores_path: str | Path, cfg: SelectConfig, *, curated_path: str | Path, metrics_path: str | Path) -> dict:
-    scored = read_table(scores_path, SCORE_COLUMNS)
-    scored = scored.with_columns(pl.col("score").cast(pl.Float64))
+    scored = read_scores(scores_path)
     kept = select(scored, cfg, source=str(scores_path))
     n = scored.height
     unparsed = scored["score"].is_null().sum() + scored["score"].is_nan().sum()

@@ -14,6 +14,10 @@ it; the prefix is appended to that text, and top log-probabilities are read from
 vLLM's `continue_final_message: true, add_generation_prompt: false`, so the model continues it.
 Endpoints that reject those fields (HTTP 400/422) are asked again without the prefix, reading the
 first reply token (prefix_mode: auto); prefix_mode: none never sends it.
+
+Credentials never leave in text: every error and log line names the endpoint as `redact_url` writes
+it (no userinfo, no `?api_key=`), the key read from `api_key_env` is registered so that a reply
+echoing it is redacted too, and the HTTP client's own request log goes through the same filter.
 """
 
 from __future__ import annotations
@@ -33,12 +37,24 @@ from tqdm.auto import tqdm
 from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import OpenAIConfig
 from humpback.engines.prompting import logsumexp
-from humpback.errors import ConfigError
+from humpback.errors import (
+    ConfigError,
+    install_redaction,
+    redact_text,
+    redact_url,
+    register_secret,
+    register_url,
+    url_secrets,
+)
 from humpback.rendering import encode, for_server, render, render_plain
 
 log = logging.getLogger(__name__)
 
 TOP_LOGPROBS = 20  # the most OpenAI's API returns
+
+
+for _name in ("httpx", "httpcore"):  # httpx logs every request's URL, userinfo and query included
+    install_redaction(logging.getLogger(_name))
 
 
 class LogprobsUnsupported(EngineError, NotImplementedError):
@@ -66,11 +82,18 @@ class OpenAIEngine(Engine):
             raise ConfigError("engine.openai.model: empty; name the model the endpoint serves")
         self.api = cfg.api
         self.url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.api == "chat" else "/completions")
+        register_url(self.url)
+        self.shown_url = redact_url(self.url)  # what errors and logs name: no credentials
+        if url_secrets(self.url):
+            log.warning("%s: the endpoint URL carries a credential; it is never printed or stored by humpback, "
+                        "but DVC records params values in dvc.lock: prefer the environment variable api_key_env "
+                        "names", self.shown_url)
         self.tok = tokenizer  # completions api: renders the prompt; None = our plain format
         self.max_input_tokens = max_input_tokens  # completions api with a tokenizer: the prompt is fitted to it
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         if key:
+            register_secret(key)
             headers["Authorization"] = f"Bearer {key}"
         self.client = httpx.Client(
             headers=headers,
@@ -99,19 +122,19 @@ class OpenAIEngine(Engine):
                     try:
                         return r.json()
                     except ValueError:
-                        raise EngineError(f"{self.url}: HTTP 200 but the body is not JSON: {r.text[:200]!r}") from None
+                        raise EngineError(f"{self.shown_url}: HTTP 200 but the body is not JSON: {r.text[:200]!r}") from None
                 body = r.text[:300].replace("\n", " ")
                 if r.status_code in (400, 422):
-                    raise RequestRejected(f"{self.url}: HTTP {r.status_code}: {body}")
+                    raise RequestRejected(f"{self.shown_url}: HTTP {r.status_code}: {body}")
                 if r.status_code != 429 and r.status_code < 500:
-                    raise EngineError(f"{self.url}: HTTP {r.status_code}: {body}")
+                    raise EngineError(f"{self.shown_url}: HTTP {r.status_code}: {body}")
                 last = f"HTTP {r.status_code}: {body}"
                 retry_after = r.headers.get("retry-after", "")
                 if retry_after.replace(".", "", 1).isdigit():
                     wait = float(retry_after)
             if attempt < cfg.max_retries and stop.wait(min(wait, 60.0)):
                 raise _Stopped
-        raise EngineError(f"{self.url}: gave up after {cfg.max_retries + 1} attempts; last error: {last}")
+        raise EngineError(f"{self.shown_url}: gave up after {cfg.max_retries + 1} attempts; last error: {last}")
 
     def _call(self, payload: dict, parse: Callable[[dict], Any], stop: threading.Event) -> Any:
         key = json.dumps(payload, sort_keys=True)
@@ -120,7 +143,7 @@ class OpenAIEngine(Engine):
             try:
                 self._memo[key] = parse(body)
             except (KeyError, IndexError, TypeError, AttributeError) as e:
-                raise EngineError(f"{self.url}: unexpected reply shape ({type(e).__name__}: {e}): {str(body)[:200]}") from None
+                raise EngineError(f"{self.shown_url}: unexpected reply shape ({type(e).__name__}: {e}): {str(body)[:200]}") from None
         return self._memo[key]
 
     # -- many requests ---------------------------------------------------------------------------
@@ -151,8 +174,9 @@ class OpenAIEngine(Engine):
         if failures:
             i, e = min(failures, key=lambda x: x[0])
             done = sum(r is not None for r in results)
-            raise type(e)(
-                f"{e} (request {i}); the {done} of {n} answers received are kept in the error's partial results",
+            raise type(e)(  # the one exit of every failure: a body or a client error may quote a credential
+                redact_text(f"{e} (request {i}); the {done} of {n} answers received are kept in the error's "
+                            "partial results"),
                 partial=results,
             )
         return results
@@ -192,7 +216,7 @@ class OpenAIEngine(Engine):
             lp = body["choices"][0].get("logprobs")
             content = (lp or {}).get("content") or []
             if not content:
-                raise LogprobsUnsupported(f"{self.url}: the reply carries no logprobs for model '{self.model}'")
+                raise LogprobsUnsupported(f"{self.shown_url}: the reply carries no logprobs for model '{self.model}'")
             top = content[0].get("top_logprobs") or []
             got: dict[str, list[float]] = {c: [] for c in choices}
             for entry in top:
@@ -218,7 +242,7 @@ class OpenAIEngine(Engine):
         def parse_completion(body: dict) -> dict[str, float]:
             tops = (body["choices"][0].get("logprobs") or {}).get("top_logprobs") or []
             if not tops or not tops[0]:
-                raise LogprobsUnsupported(f"{self.url}: the reply carries no logprobs for model '{self.model}'")
+                raise LogprobsUnsupported(f"{self.shown_url}: the reply carries no logprobs for model '{self.model}'")
             got: dict[str, list[float]] = {c: [] for c in choices}
             for token, logprob in tops[0].items():
                 if str(token).strip() in got:
@@ -237,7 +261,7 @@ class OpenAIEngine(Engine):
             if not (assistant_prefix and self.api == "chat" and self.prefix_mode == "auto"
                     and isinstance(e, RequestRejected)):
                 raise
-            log.warning("%s rejected continue_final_message; reading the first reply token instead", self.url)
+            log.warning("%s rejected continue_final_message; reading the first reply token instead", self.shown_url)
             self.prefix_mode = "none"
             return self._run(make, len(requests), desc)
 

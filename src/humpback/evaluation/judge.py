@@ -19,6 +19,7 @@ import polars as pl
 from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
 from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
+from humpback.errors import redact_text
 from humpback.evaluation.config import JudgeConfig
 from humpback.evaluation.loading import judge_engine_config
 from humpback.evaluation.metrics import win_rate
@@ -190,7 +191,7 @@ def summarise(judgements: pl.DataFrame, *, judge: str, reference: str, n_missing
     methods = pl.concat([judgements["method_model_first"], judgements["method_model_second"]]).value_counts()
     counts = dict(zip(methods[methods.columns[0]].to_list(), methods["count"].to_list(), strict=True))
     metrics.update({
-        "judge": judge,
+        "judge": redact_text(judge),  # metrics/eval/*.json is tracked by git: never a credential
         "reference": reference,
         "unparsed_verdicts": int(counts.get("unparsed", 0)),
         "verdict_methods": {k: int(v) for k, v in sorted(counts.items())},

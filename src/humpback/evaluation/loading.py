@@ -8,7 +8,7 @@ from pathlib import Path
 from humpback.engines import loader
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
-from humpback.errors import InputError
+from humpback.errors import InputError, redact_url
 from humpback.evaluation.config import JudgeConfig
 
 
@@ -25,7 +25,8 @@ def served_name(cfg: JudgeConfig) -> str:
 
 
 def judge_name(cfg: JudgeConfig, judge_dir: str | Path) -> str:
-    return f"{served_name(cfg)}@{cfg.base_url}" if cfg.base_url else str(model_dir(judge_dir))
+    """The judge as the metrics name it: the served model at the endpoint without its credentials."""
+    return f"{served_name(cfg)}@{redact_url(cfg.base_url)}" if cfg.base_url else str(model_dir(judge_dir))
 
 
 def judge_engine_config(cfg: JudgeConfig, engine_cfg: EngineConfig) -> EngineConfig:

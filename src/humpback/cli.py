@@ -9,9 +9,15 @@ from humpback.errors import HumpbackError
 
 
 def _check_params(args: argparse.Namespace) -> None:
-    from humpback.config import validate_all
+    """Every problem of the file, one `error:` line each (exit status 2), or one `ok` line."""
+    from humpback.config import ParamsError, validate_all
 
-    sections = validate_all(args.params)
+    try:
+        sections = validate_all(args.params)
+    except ParamsError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"{args.params}: ok ({len(sections)} sections: {', '.join(sections)})")
 
 

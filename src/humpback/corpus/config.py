@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from humpback.config import param
+from humpback.config import at_most, param, read_path_problem, seed_param
 
 SourceKind = Literal["packages", "html", "warc", "table"]
 DEFAULT_INVENTORY = "requirements/runtime.txt"  # the locked runtime set: the same default corpus on every machine
+MAX_SHINGLE = 8  # words per shingle the near-duplicate hashing combines (corpus.dedup)
 
 # Headers whose segment is navigation, promotion or boilerplate rather than self-contained prose.
 # Matched case-insensitively as whole words anywhere in the header.
@@ -38,12 +40,15 @@ class SourceConfig:
     id_column: str = "id"  # missing column = "<file name>:<line or row>"
     url_column: str = "url"
     allow_headerless: bool | None = None  # keep a document without headers as one segment; None = true for table only
-    max_docs: int = 0  # read at most this many documents from the source; 0 = all
+    max_docs: int = param(0, ge=0)  # read at most this many documents from the source; 0 = all
 
     def problems(self) -> list[tuple[str, str]]:
-        """A packages source names an inventory file (checked when params are read, relative to the project)."""
+        """Every source names a path without control characters; a packages source an inventory file
+        (checked when params are read, relative to the project)."""
+        if self.path and (problem := read_path_problem(self.path)):
+            return [("path", problem)]
         if self.kind != "packages":
-            return []
+            return [] if self.path else [("path", f"a {self.kind} source needs a `path` (a file or directory to read)")]
         if not self.path:
             return [("path", "a packages source needs an inventory of pinned distributions (name==version lines), "
                              f"e.g. {DEFAULT_INVENTORY}")]
@@ -68,26 +73,48 @@ def _default_sources() -> list[SourceConfig]:
 class CorpusConfig:
     sources: list[SourceConfig] = field(default_factory=_default_sources)  # default: READMEs of the locked runtime set
     # length bounds in characters of the cleaned segment text (paper: 600-3000)
-    min_chars: int = 400
-    max_chars: int = 3000
+    min_chars: int = param(400, ge=1)
+    max_chars: int = param(3000, ge=1)
     # header heuristics
     reject_empty_header: bool = True  # text before a document's first header (or under an empty one)
-    max_header_caps: float = 0.7  # reject when more than this share of the header's letters are capitals ...
-    header_caps_min_letters: int = 5  # ... and the header has at least this many letters ("FAQ", "API" pass)
+    max_header_caps: float = param(0.7, ge=0, le=1)  # reject when more than this share of the header's letters are capitals ...
+    header_caps_min_letters: int = param(5, ge=0)  # ... and the header has at least this many letters ("FAQ", "API" pass)
     reject_version_headers: bool = True  # headers that start with a version number ("2.1.0 (2024-05-01)"): changelogs
     bad_headers: list[str] = field(default_factory=lambda: list(DEFAULT_BAD_HEADERS))
     # boilerplate heuristics
-    max_dup_line_share: float = 0.3  # share of lines (with letters) that repeat an earlier line
-    max_link_line_share: float = 0.3  # share of lines that are only links, URLs or badges
-    min_alpha_share: float = 0.5  # letters / characters of the text
+    max_dup_line_share: float = param(0.3, ge=0, le=1)  # share of lines (with letters) that repeat an earlier line
+    max_link_line_share: float = param(0.3, ge=0, le=1)  # share of lines that are only links, URLs or badges
+    min_alpha_share: float = param(0.5, ge=0, le=1)  # letters / characters of the text
     # deduplication
     exact_dedup: bool = True  # hash of lower-cased text with punctuation and spacing removed
     near_dedup: bool = True  # MinHash LSH over word shingles
-    minhash_num_perm: int = 64
-    minhash_threshold: float = 0.8  # estimated Jaccard similarity that makes a near duplicate
-    shingle_size: int = 5  # words per shingle
-    seed: int = 1  # MinHash permutations
-    batch_size: int = 5000  # segments per processing batch (bounds memory)
+    minhash_num_perm: int = param(64, ge=2, le=1024)  # datasketch's LSH needs at least 2
+    minhash_threshold: float = param(0.8, gt=0, le=1)  # estimated Jaccard similarity that makes a near duplicate
+    shingle_size: int = param(5, ge=1, le=MAX_SHINGLE)  # words per shingle
+    seed: int = seed_param(1)  # MinHash permutations
+    batch_size: int = param(5000, ge=1)  # segments per processing batch (bounds memory)
     # one record read whole, at most: an HTML file, a WARC record or its decoded HTTP payload, a table line or
     # row; a larger one is rejected (too_large) after reading at most this many bytes (bounds memory: bombs)
     max_record_bytes: int = param(16 << 20, ge=1)
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = [] if self.sources else [("sources", "empty: name at least one corpus source")]
+        out += at_most("min_chars", "max_chars", self)
+        if self.near_dedup and not out:
+            out += _lsh_problem(self.minhash_threshold, self.minhash_num_perm)
+        return out
+
+
+@functools.lru_cache(maxsize=16)
+def _lsh_problem(threshold: float, num_perm: int) -> list[tuple[str, str]]:
+    """datasketch's LSH splits num_perm into bands for the threshold; a threshold too close to 1 for
+    the permutations leaves fewer than 2 bands, which it refuses (the corpus stage would crash)."""
+    try:
+        from datasketch.lsh import _optimal_param
+    except ImportError:  # another datasketch: the corpus stage says it
+        return []
+    bands, _ = _optimal_param(threshold, num_perm, 0.5, 0.5)
+    if bands >= 2:
+        return []
+    return [("minhash_threshold", f"{threshold:g} is too close to 1 for minhash_num_perm {num_perm}: "
+                                  "datasketch's LSH needs at least 2 bands (lower the threshold or add permutations)")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from humpback.config import param
+from humpback.config import param, seed_param
 from humpback.sampling import SamplingParams
 
 
@@ -26,7 +26,7 @@ class ScoreConfig:
     # ratings; more samples smooth a noisy judge's 1-5 steps. logprob mode: unused.
     samples: int = param(1, ge=1)
     chunk_size: int = param(64, ge=1)  # pairs per resumable part
-    seed: int = param(0, ge=0)  # chunk i, sample j samples with seed + i * samples + j
+    seed: int = seed_param(0)  # chunk i, sample j samples with seed + i * samples + j
 
 
 @dataclass
@@ -48,4 +48,10 @@ class SelectConfig:
     # not best-first, so the N pairs keep the quality mix of the whole kept set). Fewer than N kept
     # is an error. Meant per iteration: iterations.it2.select.sample. 0 = keep them all.
     sample: int = param(0, ge=0)
-    seed: int = param(0, ge=0)  # the subsample's seed
+    seed: int = seed_param(0)  # the subsample's seed
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.curate and self.sample and self.max_examples and self.sample > self.max_examples:
+            return [("sample", f"{self.sample} is more than max_examples ({self.max_examples}): "
+                               "the sample is drawn from at most max_examples kept pairs")]
+        return []

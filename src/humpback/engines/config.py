@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from humpback.config import param
+from humpback.config import env_name_problem, param
 
 # The LoRA ranks vLLM accepts for max_lora_rank.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -40,6 +40,9 @@ class OpenAIConfig:
     # /completions with the prompt rendered here (the local model directory's tokenizer, else our
     # plain format): for a served pretrained model that has no chat template.
     api: Literal["chat", "completions"] = "chat"
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [("api_key_env", problem)] if (problem := env_name_problem(self.api_key_env)) else []
 
 
 @dataclass

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from humpback.config import param
+from humpback.config import (
+    command_path_problem,
+    env_name_problem,
+    excerpt,
+    name_problem,
+    param,
+    read_path_problem,
+    seed_param,
+)
 from humpback.sampling import SamplingParams
 
 # The judge sees one instruction and two answers and replies with the label of the better one.
@@ -40,7 +48,7 @@ class EvalConfig:
     # the CPU default (four 135M models + the judge) to minutes.
     max_prompts: int = param(40, ge=0)
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
-    seed: int = param(1234, ge=0)  # chunk i samples with seed + i
+    seed: int = seed_param(1234)  # chunk i samples with seed + i
     chunk_size: int = param(16, ge=1)  # prompts per resumable part
     # Models compared and reported, each a directory models/<name>.
     models: list[str] = field(default_factory=lambda: ["base", "m0", "it1", "it2"])
@@ -49,6 +57,26 @@ class EvalConfig:
     curation_labels: str = ""
     curation_id_column: str = "segment_id"
     curation_label_threshold: int = param(5, ge=1, le=5)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """dvc.yaml makes a generate@ and a judge@ stage of every model (its name in their paths and
+        commands) and passes `prompts` on the command line: config.command_word_problems says the same
+        for the raw file, before any section is read."""
+        out = [("prompts", p)] if (p := command_path_problem(self.prompts)) else []
+        seen = set()
+        for i, m in enumerate(self.models):
+            if (p := name_problem(m)):
+                out.append((f"models[{i}]", p))
+            elif m in seen:
+                out.append((f"models[{i}]", f"'{m}' is listed twice (dvc.yaml would make two stages of one name)"))
+            seen.add(m)
+        if not self.models:
+            out.append(("models", "empty: name the models to compare (base, m0, it1, ...)"))
+        if self.curation_labels and (p := read_path_problem(self.curation_labels)):
+            out.append(("curation_labels", p))
+        out += [(key, "empty: name the column") for key in ("instruction_column", "curation_id_column")
+                if not getattr(self, key).strip()]
+        return out
 
 
 @dataclass
@@ -74,6 +102,12 @@ class JudgeConfig:
     chunk_size: int = param(16, ge=1)  # prompts per resumable part
 
     def problems(self) -> list[tuple[str, str]]:
+        """`model` and `reference` reach dvc.yaml's judge command and deps (models/<model>)."""
+        out = [("model", p)] if (p := name_problem(self.model)) else []
+        if (p := command_path_problem(self.reference)):
+            out.append(("reference", p))
+        if (p := env_name_problem(self.api_key_env)):
+            out.append(("api_key_env", p))
         if len(self.labels) != 2 or len(set(self.labels)) != 2 or not all(lab.strip() for lab in self.labels):
-            return [("labels", f"expected two distinct non-blank labels, got {self.labels!r}")]
-        return []
+            out.append(("labels", f"expected two distinct non-blank labels, got {excerpt(self.labels)}"))
+        return out

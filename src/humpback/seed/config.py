@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from humpback.config import at_most, param, read_path_problem, seed_param
+
 BUNDLED_SEED = "data/seed/seed.jsonl"
 
 
@@ -20,7 +22,12 @@ class SeedSource:
     id_column: str = ""  # empty = "<file name>:<line or row>"
     # oasst only: flat message table or one conversation tree per line; auto = by file name and content
     layout: Literal["auto", "flat", "trees"] = "auto"
-    max_examples: int | None = None  # per-source override of SeedConfig.max_examples
+    max_examples: int | None = param(None, ge=0)  # per-source override of SeedConfig.max_examples
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = [("path", problem)] if (problem := read_path_problem(self.path)) else []
+        return out + [(key, "empty: name the column") for key in ("instruction_column", "output_column")
+                      if not getattr(self, key).strip()]
 
     @property
     def label(self) -> str:
@@ -35,7 +42,11 @@ def _bundled() -> list[SeedSource]:
 class SeedConfig:
     sources: list[SeedSource] = field(default_factory=_bundled)  # default: the bundled seed set only
     lang: str = "en"  # oasst: prompt and reply must both be in this language; empty = any
-    max_examples: int = 3200  # per source, sampled with `seed` after filtering (paper: 3,200 oasst pairs); 0 = all
-    seed: int = 0  # fixes which pairs the max_examples sample keeps
-    min_chars: int = 1  # instruction and output each need at least this many characters after stripping
-    max_chars: int = 0  # and at most this many; 0 = no limit
+    max_examples: int = param(3200, ge=0)  # per source, sampled with `seed` after filtering (paper: 3,200 oasst pairs); 0 = all
+    seed: int = seed_param(0)  # fixes which pairs the max_examples sample keeps
+    min_chars: int = param(1, ge=1)  # instruction and output each need at least this many characters after stripping
+    max_chars: int = param(0, ge=0)  # and at most this many; 0 = no limit
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = [] if self.sources else [("sources", "empty: name at least one seed source")]
+        return out + at_most("min_chars", "max_chars", self, zero_is_off=True)

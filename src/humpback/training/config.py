@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from humpback.config import param
+from humpback.config import param, seed_param
 
 
 @dataclass
@@ -20,6 +20,12 @@ class LoraSettings:
     dropout: float = param(0.05, ge=0, lt=1)
     # peft's "all-linear" = every linear layer but the output head; or a list such as [q_proj, v_proj]
     target_modules: str | list[str] = "all-linear"
+
+    def problems(self) -> list[tuple[str, str]]:
+        names = [self.target_modules] if isinstance(self.target_modules, str) else self.target_modules
+        if not names or not all(n.strip() for n in names):
+            return [("target_modules", "empty: name the modules (all-linear, or a list such as [q_proj, v_proj])")]
+        return []
 
 
 @dataclass
@@ -45,7 +51,7 @@ class TrainConfig:
     group_by_length: bool = True  # batch examples of similar length (less padding, still seeded)
     max_grad_norm: float = param(1.0, gt=0)
     logging_steps: int = param(5, ge=1)
-    seed: int = param(0, ge=0)
+    seed: int = seed_param(0)
     cpu_threads: int = param(0, ge=0)  # torch threads on CPU; 0 = every core (see humpback.hardware)
 
 

@@ -25,6 +25,7 @@ from humpback.io import write_json, write_parquet
 from humpback.prompts import PromptsConfig, backward_messages
 from humpback.readers import read_table
 from humpback.sampling import SamplingParams
+from humpback.text import has_visible
 
 # Phrases that describe the task instead of being a request. Case-insensitive regexes.
 META_PATTERNS = [
@@ -173,7 +174,7 @@ class DegenerateFilter:
 
     def reason(self, instruction: str, output: str) -> str | None:
         cfg = self.cfg
-        if not instruction.strip():
+        if not has_visible(instruction):  # whitespace, zero-width or bidi characters only
             return "empty"
         words = _WORD.findall(instruction.lower())
         if len(instruction) > cfg.max_chars or len(words) > cfg.max_words:

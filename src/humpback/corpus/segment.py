@@ -4,7 +4,9 @@ Markdown (ATX `#` and setext headers, `#` inside fenced code ignored), reStructu
 underlined section titles, levels in order of first appearance) and HTML (h1-h6, the text of the
 block elements up to the next header, navigation and scripts dropped). Text before the first header
 is a section with an empty header and level 0; a document without any header is one such section.
-Badge and link-only lines are removed lightly; code blocks stay as text.
+Badge and link-only lines are removed lightly; code blocks stay as text. Text without a visible
+character (whitespace, zero-width and bidi characters: `humpback.text.has_visible`) is empty: it
+makes no section and no line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from typing import NamedTuple
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from humpback.text import has_visible
 
 
 class Section(NamedTuple):
@@ -75,7 +79,8 @@ def clean_lines(lines: list[str], rst: bool = False) -> str:
             if _HTML_COMMENT.match(line) or _LINK_REF_DEF.match(line) or is_link_only(line):
                 continue
         out.append(line.rstrip())
-    return _BLANKS.sub("\n\n", "\n".join(out)).strip("\n")
+    text = _BLANKS.sub("\n\n", "\n".join(out)).strip("\n")
+    return text if has_visible(text) else ""
 
 
 def clean_header(text: str) -> str:
@@ -109,7 +114,7 @@ def segment_markdown(text: str) -> list[Section]:
 
     def close() -> None:
         cleaned = clean_lines(body)
-        if header or cleaned:
+        if has_visible(header) or cleaned:
             sections.append(Section(header, level, cleaned))
 
     for line in text.splitlines():
@@ -164,7 +169,7 @@ def segment_rst(text: str) -> list[Section]:
 
     def close() -> None:
         cleaned = clean_lines(body, rst=True)
-        if header or cleaned:
+        if has_visible(header) or cleaned:
             sections.append(Section(header, level, cleaned))
 
     def level_of(style: tuple[str, bool]) -> int:
@@ -239,14 +244,14 @@ def segment_html(tree: LexborHTMLParser | str) -> list[Section]:
     def flush_line() -> None:
         if line:
             text = _WS.sub(" ", "".join(line)).strip()
-            if text:
+            if has_visible(text):
                 blocks.append(text)
             line.clear()
 
     def close() -> None:
         flush_line()
         text = clean_lines(blocks)
-        if header or text:
+        if has_visible(header) or text:
             sections.append(Section(header, level, text))
         blocks.clear()
 
@@ -270,7 +275,7 @@ def segment_html(tree: LexborHTMLParser | str) -> list[Section]:
         if tag == "pre":
             flush_line()
             code = (node.text(deep=True) or "").strip("\n")
-            if code.strip():
+            if has_visible(code):
                 blocks.append(code)
             continue
         if tag in ("img", "-comment", "head", "title"):
@@ -290,4 +295,4 @@ def segment_html(tree: LexborHTMLParser | str) -> list[Section]:
 def segment_plain(text: str) -> list[Section]:
     """A headerless text (a web page dump without markup): one section."""
     text = _BLANKS.sub("\n\n", text.strip())
-    return [Section("", 0, text)] if text else []
+    return [Section("", 0, text)] if has_visible(text) else []

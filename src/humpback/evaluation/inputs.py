@@ -14,6 +14,7 @@ import polars as pl
 
 from humpback.errors import InputError
 from humpback.readers import TABLE_SUFFIXES, check_file, iter_records, object_fault, read_json, text_fault
+from humpback.text import has_visible
 
 PROMPT_COLUMNS = ["prompt_id", "category", "instruction"]
 Label = int | str  # a JSON list index, or the table reader's "line 12" / "row 40"
@@ -44,8 +45,8 @@ def _text(path: Path, label: Label, rec: dict, column: str, *, allow_empty: bool
     value = rec[column]
     if (fault := text_fault(value, column)) is not None:
         raise InputError(path, fault, label)
-    if not allow_empty and not value.strip():
-        raise InputError(path, f"empty '{column}'", label)
+    if not allow_empty and not has_visible(value):
+        raise InputError(path, f"empty '{column}' (no visible character)", label)
     return value
 
 

@@ -12,6 +12,7 @@ from humpback.errors import EmptyResultError
 from humpback.seed.config import SeedConfig, SeedSource
 from humpback.seed.oasst import read_oasst
 from humpback.seed.pairs import Row, read_pairs
+from humpback.text import has_visible
 
 KEPT_SCHEMA = {"instruction": pl.String, "output": pl.String, "source": pl.String, "source_id": pl.String}
 REJECTED_SCHEMA = {**KEPT_SCHEMA, "reason": pl.String}
@@ -31,7 +32,7 @@ def read_source(source: SeedSource, cfg: SeedConfig) -> tuple[list[Row], dict]:
 def length_reason(row: Row, min_chars: int, max_chars: int) -> str | None:
     for field in ("instruction", "output"):
         n = len(row[field])
-        if n == 0:
+        if not has_visible(row[field]):  # nothing but whitespace, zero-width or bidi characters
             return f"empty_{field}"
         if n < min_chars:
             return f"short_{field}"

@@ -5,11 +5,16 @@ records of one file, each with a label that finds it: "line 12" counts lines fro
 does; "row 40" counts rows from 0, as a data frame does (`pl.read_parquet(path).row(40)`).
 
 A fault of one record (malformed JSON, not an object, invalid UTF-8, a lone surrogate escape, a
-missing required key, an over-long line) comes back as a Record whose `fault` holds a reason and a
-message, so a strict caller raises it (`Record.strict`: seed, eval inputs, training) and a tolerant
-one keeps the record as rejected with its reason (corpus tables). A fault of the file itself
-(missing, truncated gzip, unreadable Parquet, no records, a required column absent) raises
+missing required key, an over-long line or Parquet row) comes back as a Record whose `fault` holds a
+reason and a message, so a strict caller raises it (`Record.strict`: seed, eval inputs, training) and
+a tolerant one keeps the record as rejected with its reason (corpus tables). A fault of the file
+itself (missing, truncated gzip, unreadable Parquet, no records, a required column absent) raises
 InputError naming the file and, where known, the record.
+
+Memory stays bounded whatever the bytes: a JSONL line (of a plain or a gzip file, decompressed as it
+is read) is read in pieces of at most READ_CHUNK and never held beyond its cap, so a decompression
+bomb costs the cap, not its expansion; a whole JSON file is read only up to MAX_JSON_BYTES; a
+Parquet row group whose rows are larger than the cap on average is not read at all.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from humpback.errors import InputError
@@ -31,14 +37,17 @@ from humpback.errors import InputError
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
 TABLE_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
-MAX_LINE_BYTES = 64 << 20  # one JSONL line; a longer one is rejected, never held in memory whole
+MAX_LINE_BYTES = 16 << 20  # one JSONL line or Parquet row; a longer one is rejected, never held in memory whole
+MAX_JSON_BYTES = 64 << 20  # a whole JSON file (AlpacaEval outputs, metrics); a larger one is an error, not read
+READ_CHUNK = 1 << 20  # the most bytes read from a file at once
 PARQUET_BATCH_ROWS = 4096
 
 # Fault reasons; tolerant callers count rejected records under these names.
 MALFORMED_JSON = "malformed_json"  # not JSON, nested too deeply, or not an object
 UNDECODABLE = "undecodable"  # not UTF-8, or a lone surrogate escape
 MISSING_FIELD = "missing_field"  # a required key is absent
-LINE_TOO_LONG = "line_too_long"
+LINE_TOO_LONG = "line_too_long"  # a JSONL line over the cap
+TOO_LARGE = "too_large"  # a Parquet row over the cap
 
 
 class Fault(NamedTuple):
@@ -144,12 +153,14 @@ def iter_records(
     records come whole. A required key absent from the first object, or a required column absent
     from the schema, is a source fault (the names are probably wrong; `hint` says what to set);
     absent from a later object, a per-record fault. No records at all is an InputError unless
-    `allow_empty`. A JSONL line over `max_line_bytes` (default MAX_LINE_BYTES) is a per-record fault.
+    `allow_empty`. A JSONL line or a Parquet row (its text and binary cells) over `max_line_bytes`
+    (default MAX_LINE_BYTES) is a per-record fault.
     """
     path = check_file(path)
+    limit = max_line_bytes or MAX_LINE_BYTES
     if is_parquet(path):
-        return _iter_parquet(path, required, optional, allow_empty, hint)
-    return _iter_jsonl(path, required, allow_empty, max_line_bytes or MAX_LINE_BYTES, hint)
+        return _iter_parquet(path, required, optional, allow_empty, limit, hint)
+    return _iter_jsonl(path, required, allow_empty, limit, hint)
 
 
 def check_columns(path: Path, present: Sequence[str], required: Sequence[str], hint: str = "") -> None:
@@ -163,24 +174,94 @@ def parquet_error(path: Path, e: Exception, label: str | None = None) -> InputEr
     return InputError(path, f"not a readable Parquet file ({type(e).__name__}: {e})", label)
 
 
-def _iter_parquet(path: Path, required, optional, allow_empty: bool, hint: str) -> Iterator[Record]:
+def _iter_parquet(path: Path, required, optional, allow_empty: bool, limit: int, hint: str) -> Iterator[Record]:
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise parquet_error(path, e) from None
     present = pf.schema_arrow.names
     check_columns(path, present, required, hint)
-    if pf.metadata.num_rows == 0 and not allow_empty:
+    meta = pf.metadata
+    if meta.num_rows == 0 and not allow_empty:
         raise InputError(path, "no records")
     columns = None if optional is None else list(dict.fromkeys([*required, *(c for c in optional if c in present)]))
+    read = set(present if columns is None else columns)
     row = 0
     try:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
-            for rec in batch.to_pylist():
-                yield Record(path, f"row {row}", row, rec)
-                row += 1
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            # a row group holding more than `limit` bytes per row (uncompressed) has a row over the cap:
+            # its pages are never decompressed, each of its rows is a fault (a cell bomb costs nothing)
+            size = sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)
+                       if group.column(c).path_in_schema.split(".")[0] in read)
+            if group.num_rows and size > (limit + 1024) * group.num_rows:
+                fault = Fault(TOO_LARGE, f"row larger than {limit} bytes (its row group {g} holds {size} bytes "
+                                         f"in {group.num_rows} row(s); not read)")
+                for _ in range(group.num_rows):
+                    yield Record(path, f"row {row}", row, None, fault)
+                    row += 1
+                continue
+            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[g], columns=columns):
+                sizes = _row_bytes(batch)
+                if sizes is None or max(sizes) <= limit:
+                    recs = iter(batch.to_pylist())
+                else:  # convert only the rows within the cap
+                    recs = iter(batch.filter(pa.array([n <= limit for n in sizes])).to_pylist())
+                for i in range(batch.num_rows):
+                    if sizes is not None and sizes[i] > limit:
+                        yield Record(path, f"row {row}", row, None,
+                                     Fault(TOO_LARGE, f"row larger than {limit} bytes ({sizes[i]} bytes of text)"))
+                    else:
+                        yield Record(path, f"row {row}", row, next(recs))
+                    row += 1
     except (pa.ArrowException, OSError, ValueError) as e:  # ValueError: a string column that is not UTF-8
         raise parquet_error(path, e, f"row {row}") from None
+
+
+def _row_bytes(batch: pa.RecordBatch) -> list[int] | None:
+    """Bytes of the text and binary cells of each row (None when the batch has no such column)."""
+    total = None
+    for col in batch.columns:
+        t = col.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            n = pc.fill_null(pc.binary_length(col), 0)
+            total = n if total is None else pc.add(total, n)
+    return None if total is None else total.to_pylist()
+
+
+def read_lines(fh, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary stream, each with its newline; None for a line longer than `limit` bytes
+    (its newline not counted), which is read through in pieces of READ_CHUNK and never held whole.
+    Peak memory is about `limit`, whatever the stream expands to (a gzip bomb of one endless line)."""
+    while piece := fh.readline(min(limit + 1, READ_CHUNK)):
+        parts, size = [piece], len(piece)
+        while not piece.endswith(b"\n") and size <= limit:
+            piece = fh.readline(min(limit + 1 - size, READ_CHUNK))
+            if not piece:
+                break
+            parts.append(piece)
+            size += len(piece)
+        if size > limit and not piece.endswith(b"\n"):
+            parts.clear()
+            while piece and not piece.endswith(b"\n"):  # skip the rest of the line
+                piece = fh.readline(READ_CHUNK)
+            yield None
+            continue
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def read_at_most(stream, limit: int) -> bytes | None:
+    """All of a binary stream if it holds at most `limit` bytes, else None after reading `limit` + 1
+    of them in pieces of READ_CHUNK (a stream that decompresses as it is read costs the cap, not
+    its expansion)."""
+    parts, size = [], 0
+    while size <= limit:
+        piece = stream.read(min(limit + 1 - size, READ_CHUNK))
+        if not piece:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.append(piece)
+        size += len(piece)
+    return None
 
 
 def _iter_jsonl(path: Path, required, allow_empty: bool, max_line_bytes: int, hint: str) -> Iterator[Record]:
@@ -190,12 +271,10 @@ def _iter_jsonl(path: Path, required, allow_empty: bool, max_line_bytes: int, hi
     lineno = n_records = n_objects = 0
     try:
         with opener(path, "rb") as fh:
-            while raw := fh.readline(max_line_bytes + 1):
+            for raw in read_lines(fh, max_line_bytes):
                 lineno += 1
                 label = f"line {lineno}"
-                if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                    while raw and not raw.endswith(b"\n"):  # skip the rest of the line
-                        raw = fh.readline(1 << 20)
+                if raw is None:
                     n_records += 1
                     yield Record(path, label, lineno, None, Fault(LINE_TOO_LONG, f"line longer than {max_line_bytes} bytes"))
                     continue
@@ -230,13 +309,22 @@ def _parse(raw: bytes) -> tuple[Any, Fault | None]:
         return None, Fault(MALFORMED_JSON, "malformed JSON (nested too deeply)")
 
 
-def read_json(path: str | Path, missing: str = "file not found") -> Any:
-    """A whole JSON file; any fault names the file (`missing` says what a missing file means)."""
+def read_json(path: str | Path, missing: str = "file not found", max_bytes: int | None = None) -> Any:
+    """A whole JSON file; any fault names the file (`missing` says what a missing file means). A file
+    over `max_bytes` (default MAX_JSON_BYTES) is an error after reading at most that many bytes."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, missing)
+    limit = max_bytes or MAX_JSON_BYTES
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as e:
+        raise InputError(path, f"cannot read ({type(e).__name__}: {e.strerror or e})") from None
+    if len(data) > limit:
+        raise InputError(path, f"larger than {limit} bytes (not read whole; split it or use JSONL)")
+    try:
+        return json.loads(data.decode("utf-8-sig"))
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from None
     except UnicodeDecodeError as e:

@@ -2,7 +2,9 @@
 
 Documents are read as a generator and cut into segments; every `batch_size` segments become one
 polars frame that is filtered, deduplicated against everything kept so far and appended to the two
-Parquet outputs, so memory stays flat in the corpus size (only the dedup indexes grow). Both files
+Parquet outputs, so memory stays flat in the corpus size (only the dedup indexes grow). Every
+document is accounted for: a page with nothing visible on it is rejected as `empty_document`, one
+the parser or the UTF-8 writer cannot take (a lone surrogate) as `unparseable`. Both files
 are written to temporary paths and renamed at the end: a failed run leaves no partial output.
 The metrics are counts only, a function of the inputs and params like the two files (DVC records
 their md5); the time taken is logged, and handed to a caller that asks for it (`timings`).
@@ -88,7 +90,7 @@ def _batches(cfg: CorpusConfig, stats: _Stats) -> Iterator[tuple[dict[str, list]
     cols: dict[str, list] = {c: [] for c in _BATCH_COLUMNS}
     doc_rejects: list[DocReject] = []
     for src in cfg.sources:
-        for item in iter_source(src):
+        for item in iter_source(src, cfg.max_record_bytes):
             if isinstance(item, Skip):
                 stats.skipped[item.reason] += 1
                 continue
@@ -98,13 +100,19 @@ def _batches(cfg: CorpusConfig, stats: _Stats) -> Iterator[tuple[dict[str, list]
                 continue
             try:
                 sections, url = sections_of(item)
+                # every string must be writable as UTF-8 (Parquet, hashing): a lone surrogate is this page's fault
+                ids = [segment_id(item.doc_id, header, text) for header, _, text in sections]
+                url.encode()
             except Exception as e:  # one pathological page must not stop a web-scale run; it is counted
                 doc_rejects.append(DocReject(item.source, item.doc_id, item.url, "unparseable",
-                                             f"{type(e).__name__}: {e}"))
+                                             " ".join(f"{type(e).__name__}: {e}".split())[:300]))
+                continue
+            if not sections:  # nothing visible on the page (blank, scripts only, zero-width characters)
+                doc_rejects.append(DocReject(item.source, item.doc_id, url, "empty_document", "no visible text"))
                 continue
             whole = len(sections) == 1 and sections[0].level == 0
-            for pos, (header, level, text) in enumerate(sections):
-                cols["segment_id"].append(segment_id(item.doc_id, header, text))
+            for pos, ((header, level, text), sid) in enumerate(zip(sections, ids, strict=True)):
+                cols["segment_id"].append(sid)
                 cols["source"].append(item.source)
                 cols["doc_id"].append(item.doc_id)
                 cols["url"].append(url)

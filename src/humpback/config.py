@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
 
 from humpback.errors import ConfigError
@@ -450,12 +451,13 @@ def convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {excerpt(value)}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {excerpt(value)}")
         try:
-            return float(value)
+            number = float(value)
         except OverflowError:  # an integer beyond any float
             raise ConfigError(f"{where}: {excerpt(value, 40)} is too large for a number") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {excerpt(value)}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {excerpt(value)}")
@@ -514,6 +516,20 @@ def _expanded_size(root: Any, limit: int) -> int:
     return size(root)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class _BoundedConstructor(SafeConstructor):
+    """The safe constructor, refusing a document that its aliases expand past MAX_NODES values
+    before it builds a single one of them."""
+
+    def construct_document(self, node: Any) -> Any:
+        if _expanded_size(node, MAX_NODES) > MAX_NODES:
+            raise _TooLarge
+        return super().construct_document(node)
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     """The params file as plain data; anything that keeps it from being read is one ConfigError."""
     if not path.is_file():
@@ -521,11 +537,11 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
         yaml = YAML(typ="safe")
-        node = yaml.compose(text)
-        if node is not None and _expanded_size(node, MAX_NODES) > MAX_NODES:
-            raise ConfigError(f"{path}: YAML aliases expand it to more than {MAX_NODES:,} values (an alias bomb?); "
-                              "write the values out instead of repeating anchors")
+        yaml.Constructor = _BoundedConstructor  # one pass: the composed document is sized, then built
         data = yaml.load(text)
+    except _TooLarge:
+        raise ConfigError(f"{path}: YAML aliases expand it to more than {MAX_NODES:,} values (an alias bomb?); "
+                          "write the values out instead of repeating anchors") from None
     except (YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     except _Recursive as e:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from humpback.config import at_most, param, read_path_problem, seed_param
+from humpback.config import at_most, excerpt, param, read_path_problem, seed_param
 
 SourceKind = Literal["packages", "html", "warc", "table"]
 DEFAULT_INVENTORY = "requirements/runtime.txt"  # the locked runtime set: the same default corpus on every machine
@@ -53,7 +53,7 @@ class SourceConfig:
             return [("path", "a packages source needs an inventory of pinned distributions (name==version lines), "
                              f"e.g. {DEFAULT_INVENTORY}")]
         if not Path(self.path).is_file():
-            return [("path", f"'{self.path}' is not a file (a packages source reads an inventory of name==version lines)")]
+            return [("path", f"{excerpt(self.path)} is not a file (a packages source reads an inventory of name==version lines)")]
         return []
 
     @property

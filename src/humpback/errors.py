@@ -143,9 +143,15 @@ def register_url(url: str) -> None:
         register_secret(value)
 
 
+def _redact_match(m: re.Match) -> str:
+    url = m.group(0)
+    body = url.rstrip(".,;:!?)]}")  # the sentence's punctuation after a URL is not part of it
+    return redact_url(body) + url[len(body):]
+
+
 def redact_text(text: str) -> str:
     """`text` with every URL's credentials and every registered secret replaced by ***."""
-    text = _URL.sub(lambda m: redact_url(m.group(0)), str(text))
+    text = _URL.sub(_redact_match, str(text))
     with _lock:
         known = sorted(_secrets, key=len, reverse=True)
     for value in known:

@@ -24,6 +24,8 @@ import json
 import os
 import re
 import secrets
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ import polars as pl
 from humpback.errors import ENVIRONMENT_ERRNOS, PATH_ERRNOS, OutputError, os_errno, os_reason
 
 _PID_IN_NAME = re.compile(r"\.(\d+)\.[0-9a-f]+\.tmp$")
+_live: set[str] = set()  # this process's temporary files in use (threads share the pid)
+_live_lock = threading.Lock()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,7 +53,10 @@ def _stale(tmp: Path) -> bool:
     """True when no live writer holds `tmp`: its pid (if its name has one) is gone from this
     machine, and nobody holds its lock (a writer in another pid namespace or on another host)."""
     m = _PID_IN_NAME.search(tmp.name)
-    if m and int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
+    if m and int(m.group(1)) == os.getpid():  # this process's: stale unless a thread of ours holds it
+        with _live_lock:
+            return str(tmp.absolute()) not in _live
+    if m and _pid_alive(int(m.group(1))):
         return False
     try:
         fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -64,6 +71,11 @@ def _stale(tmp: Path) -> bool:
     return True
 
 
+def _release(tmp: Path) -> None:
+    with _live_lock:
+        _live.discard(str(tmp.absolute()))
+
+
 def _remove_stale(path: Path) -> None:
     for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed earlier run
         if _stale(old):
@@ -74,27 +86,37 @@ def _open_temp(path: Path) -> tuple[int, Path]:
     """A new temporary file beside `path`, opened and locked; mode 0666 less the umask."""
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        with _live_lock:  # claimed before it exists: another thread's cleanup never sees it unclaimed
+            _live.add(str(tmp.absolute()))
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        except FileExistsError:
-            continue
+        except BaseException:
+            _release(tmp)
+            if sys.exc_info()[0] is FileExistsError:
+                continue
+            raise
         with contextlib.suppress(OSError):  # a filesystem without locks: the pid in the name still guards it
             fcntl.flock(fd, fcntl.LOCK_EX)
         return fd, tmp
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path))
 
 
-def _write_fault(e: BaseException, path: Path, tmp: Path | None) -> str | None:
+def _concerns(named: Path, path: Path) -> bool:
+    """True when an error about `named` is about writing `path`: the output, one of its temporary
+    files, or a directory on the way to it."""
+    return (named == path or named in path.parents
+            or (named.parent == path.parent and named.name.startswith(f".{path.name}.")))
+
+
+def _write_fault(e: BaseException, path: Path) -> str | None:
     """Why the environment refused to write `path` (None when `e` is something else: a bug, or a
     fault of another file the block touched)."""
     code = os_errno(e)
     if code is None:
         return None
     named = getattr(e, "filename", None)
-    if named is not None:
-        ours = {str(path), str(path.parent)} | ({str(tmp)} if tmp is not None else set())
-        if str(named) not in ours and not str(path).startswith(str(named).rstrip("/") + "/"):
-            return None  # about another file: let its own handler word it
+    if named is not None and not _concerns(Path(os.path.abspath(named)), Path(os.path.abspath(path))):
+        return None  # about another file: let its own handler word it
     if code in ENVIRONMENT_ERRNOS or (code in PATH_ERRNOS and (named is not None or not isinstance(e, OSError))):
         return os_reason(code)
     return None
@@ -115,7 +137,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except Exception as e:
-        reason = _write_fault(e, path, tmp)
+        reason = _write_fault(e, path)
         if reason is None:
             raise
         kept = "; the previous output is kept" if path.exists() else ""
@@ -124,6 +146,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+            _release(tmp)
         if fd >= 0:
             os.close(fd)
 

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from tqdm.auto import tqdm
@@ -57,6 +58,12 @@ for _name in ("httpx", "httpcore"):  # httpx logs every request's URL, userinfo 
     install_redaction(logging.getLogger(_name))
 
 
+def endpoint_url(base_url: str, route: str) -> str:
+    """`route` appended to the base URL's path; its query (`?api-version=`, `?key=`) stays a query."""
+    parts = urlsplit(base_url.strip())
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + route))
+
+
 class LogprobsUnsupported(EngineError, NotImplementedError):
     """The endpoint answered without log-probabilities; callers may fall back to parsing text."""
 
@@ -81,7 +88,7 @@ class OpenAIEngine(Engine):
         if not self.model:
             raise ConfigError("engine.openai.model: empty; name the model the endpoint serves")
         self.api = cfg.api
-        self.url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.api == "chat" else "/completions")
+        self.url = endpoint_url(cfg.base_url, "/chat/completions" if cfg.api == "chat" else "/completions")
         register_url(self.url)
         self.shown_url = redact_url(self.url)  # what errors and logs name: no credentials
         if url_secrets(self.url):

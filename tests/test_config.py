@@ -251,3 +251,71 @@ def test_an_unknown_iteration_is_an_error(tmp_path):
         load_section("select", p, iteration="it9")
     with pytest.raises(ValueError, match="no per-iteration overrides"):
         load_section("score", p, iteration="it1")
+
+
+# ---------------------------------------------------------------------------------------------
+# every problem, not only the first; short messages
+
+
+def test_convert_collects_every_problem_of_a_section():
+    from humpback.config import ParamsError
+
+    with pytest.raises(ParamsError) as e:
+        convert({"rat": 1, "rate": "fast", "mode": "c", "items": [1, "ok", 2], "inner": {"k": 1.5}}, Section, "sec")
+    assert e.value.problems == [
+        "sec: unknown key(s) rat; known: flag, inner, items, maybe, mode, name, rate",
+        "sec.rate: expected a number, got 'fast'",
+        "sec.mode: 'c' is not one of 'a', 'b'",
+        "sec.items[0]: expected a string, got 1",
+        "sec.items[2]: expected a string, got 2",
+        "sec.inner.k: expected an integer, got 1.5",
+    ]
+    # one line all the same: the first problem and the count of the rest
+    assert str(e.value) == "sec: unknown key(s) rat; known: flag, inner, items, maybe, mode, name, rate " \
+                           "(and 5 more problems: `humpback check-params` lists them)"
+
+
+def test_a_stage_gets_one_line_and_check_params_every_line(tmp_path, capsys):
+    from humpback.cli import main
+
+    p = _params(tmp_path, "select:\n  threshold: 9\n  top_share: -1\n  max_examples: -2\n")
+    with pytest.raises(ConfigError) as e:
+        load_section("select", p)
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{p}: select.threshold: 9 is out of range")
+    assert str(e.value).endswith(f"(and 2 more problems: `humpback check-params {p}` lists them)")
+    with pytest.raises(SystemExit) as e:
+        main(["check-params", str(p)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {p}: select.threshold: 9 is out of range (must be >= 0 and <= 5)",
+        f"error: {p}: select.max_examples: -2 is out of range (must be >= 0)",
+        f"error: {p}: select.top_share: -1 is out of range (must be >= 0 and <= 1)",
+    ]
+
+
+def test_a_rule_between_fields_is_checked_even_when_another_field_is_wrong(tmp_path):
+    from humpback.config import ParamsError
+
+    p = _params(tmp_path, "corpus:\n  min_chars: 500\n  max_chars: 100\n  shingle_size: 0\n")
+    with pytest.raises(ParamsError) as e:
+        validate_all(p)
+    assert [x.split(": ", 1)[1] for x in e.value.problems] == [
+        "corpus.shingle_size: 0 is out of range (must be >= 1 and <= 8)",
+        "corpus.max_chars: 100 is less than min_chars (500)",
+    ]
+    # a rule that involves the wrong field is not reported from its stand-in default
+    p = _params(tmp_path, "corpus:\n  min_chars: -1\n  max_chars: 100\n")
+    with pytest.raises(ParamsError) as e:
+        validate_all(p)
+    assert len(e.value.problems) == 1 and "corpus.min_chars: -1 is out of range" in e.value.problems[0]
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("x" * 500, "'" + "x" * 27 + "..." + "x" * 28 + "'"),
+    ([[[[[1]]]]] * 100, "[[[[...]]], [[[...]]], [[[...]]], [[[...]]], [[[...]]], [[[...]]], ...]"),
+    ("a\nb", "'a\\nb'"),
+])
+def test_excerpt_is_short_and_one_line(value, shown):
+    from humpback.config import excerpt
+
+    assert excerpt(value) == shown and len(shown) <= 80

@@ -310,7 +310,13 @@ def test_stage_wrapper_gives_environment_oserrors_one_line_and_bugs_their_traceb
            ("EDQUOT on a named path", OSError(errno.EDQUOT, "Disk quota exceeded", "models/m0.tmp/model.safetensors"),
             "models/m0.tmp/model.safetensors: Disk quota exceeded (EDQUOT)"),
            ("EACCES on a named path", PermissionError(errno.EACCES, "Permission denied", "models/m0.tmp"),
-            "models/m0.tmp: Permission denied (EACCES)")]
+            "models/m0.tmp: Permission denied (EACCES)"),
+           ("polars ComputeError of a full disk", pl.exceptions.ComputeError(
+               "parquet: File out of specification: underlying IO error: No space left on device (os error 28)"),
+            "No space left on device (ENOSPC) (ComputeError: parquet"),
+           ("safetensors-style error of a read-only filesystem", RuntimeError(
+               'Error while serializing: IoError(Os { code: 30, kind: ReadOnlyFilesystem, message: "Read-only" })'),
+            "Read-only file system (EROFS) (RuntimeError")]
     for case, exc, needle in env:
         with pytest.raises(SystemExit) as info:
             raising(exc)()
@@ -319,6 +325,7 @@ def test_stage_wrapper_gives_environment_oserrors_one_line_and_bugs_their_traceb
         ledger.hostile("errors", f"stage wrapper: {case}", f"exit 2, {line}")
     for case, exc in [("a missing file the code named", FileNotFoundError(errno.ENOENT, "No such file", "x/y")),
                       ("EACCES without a path", PermissionError(errno.EACCES, "Permission denied")),
+                      ("a library error naming EACCES in its text", RuntimeError("[Errno 13] Permission denied")),
                       ("a TypeError", TypeError("bug"))]:
         with pytest.raises(type(exc)):
             raising(exc)()

@@ -53,8 +53,9 @@ class EmptyResultError(HumpbackError):
 ENVIRONMENT_ERRNOS = frozenset(getattr(_errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS") if hasattr(_errno, n))
 # these are the environment's when they concern a named path (a permission, a failing disk)
 PATH_ERRNOS = frozenset(getattr(_errno, n) for n in ("EACCES", "EPERM", "EIO") if hasattr(_errno, n))
-# the errno a library put only into its message: pyarrow "[errno 28]", Rust (polars) "(os error 28)"
-_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]|\(os error (\d+)\)|\[Errno (\d+)\]", re.IGNORECASE)
+# the errno a library put only into its message: pyarrow "[errno 28]", Rust (polars) "(os error 28)",
+# and Rust's Debug form (safetensors) "Os { code: 28, kind: StorageFull, ... }"
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]|\(os error (\d+)\)|\bOs \{ code: (\d+)", re.IGNORECASE)
 
 
 def os_errno(e: BaseException) -> int | None:

@@ -117,7 +117,7 @@ def _write_fault(e: BaseException, path: Path) -> str | None:
     named = getattr(e, "filename", None)
     if named is not None and not _concerns(Path(os.path.abspath(named)), Path(os.path.abspath(path))):
         return None  # about another file: let its own handler word it
-    if code in ENVIRONMENT_ERRNOS or (code in PATH_ERRNOS and (named is not None or not isinstance(e, OSError))):
+    if code in ENVIRONMENT_ERRNOS or (code in PATH_ERRNOS and named is not None):
         return os_reason(code)
     return None
 

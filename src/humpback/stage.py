@@ -4,7 +4,8 @@ What becomes `error: <message>` and exit status 2, never a traceback:
 * a HumpbackError: a bad input, param or result, worded by the code that found it;
 * an OSError the environment caused: disk full, quota, file too large or a read-only filesystem
   (ENOSPC, EDQUOT, EFBIG, EROFS) anywhere, and a permission or I/O error (EACCES, EPERM, EIO) on a
-  named path. These name the path and say what the system said.
+  named path. These name the path and say what the system said. A library's own exception whose
+  text carries one of the first four (polars "(os error 28)", safetensors "Os { code: 28 ...") too.
 Anything else (a missing file the code built the path of, a TypeError) is a bug and keeps its
 traceback. Every error line and every log line goes through `redact_text`: no credential of a URL,
 and no key read from the environment, is ever printed.
@@ -18,17 +19,33 @@ import sys
 import time
 from collections.abc import Callable
 
-from humpback.errors import ENVIRONMENT_ERRNOS, PATH_ERRNOS, HumpbackError, install_redaction, os_reason, redact_text
+from humpback.errors import (
+    ENVIRONMENT_ERRNOS,
+    PATH_ERRNOS,
+    HumpbackError,
+    install_redaction,
+    os_errno,
+    os_reason,
+    redact_text,
+)
 
 log = logging.getLogger("humpback")
 
 
-def environment_error(e: OSError) -> str | None:
-    """The one line for an OSError the environment caused, or None when it looks like a bug."""
-    if e.errno in ENVIRONMENT_ERRNOS or (e.errno in PATH_ERRNOS and e.filename is not None):
-        where = f"{e.filename}: " if e.filename is not None else ""
-        also = f" (and {e.filename2})" if getattr(e, "filename2", None) else ""
-        return f"{where}{os_reason(e.errno)}{also}"
+def environment_error(e: BaseException) -> str | None:
+    """The one line for a failure the environment caused, or None when it looks like a bug.
+
+    An OSError by its errno; another library's exception (polars, safetensors) only when its text
+    carries a disk-full or read-only errno, which no bug produces."""
+    if isinstance(e, OSError):
+        if e.errno in ENVIRONMENT_ERRNOS or (e.errno in PATH_ERRNOS and e.filename is not None):
+            where = f"{e.filename}: " if e.filename is not None else ""
+            also = f" (and {e.filename2})" if getattr(e, "filename2", None) else ""
+            return f"{where}{os_reason(e.errno)}{also}"
+        return None
+    code = os_errno(e)
+    if code in ENVIRONMENT_ERRNOS:
+        return f"{os_reason(code)} ({type(e).__name__}: {str(e)[:200]})"
     return None
 
 
@@ -47,7 +64,7 @@ def stage(fn: Callable[..., object]) -> Callable[..., None]:
         except HumpbackError as e:
             print(f"error: {redact_text(' '.join(str(e).split()))}", file=sys.stderr)
             raise SystemExit(2) from None
-        except OSError as e:
+        except Exception as e:
             line = environment_error(e)
             if line is None:
                 raise

@@ -103,6 +103,18 @@ def test_an_unsafe_name_is_one_named_error(tmp_path, capsys, case, text, needles
     ledger.hostile("names", case, f"check-params exit 2, {line}")
 
 
+# What command_word_problems checks: each `${...}` dvc.yaml interpolates (foreach keys and items of
+# `iterations` and `eval.models`, and the values named here). A new interpolation must be added there.
+CHECKED = {"iterations", "key", "item.prev", "eval.models", "item", "eval.prompts", "judge.model", "judge.reference"}
+
+
+def test_every_value_dvc_yaml_interpolates_is_checked():
+    import re
+
+    used = set(re.findall(r"\$\{([^}]+)\}", (ROOT / "dvc.yaml").read_text()))
+    assert used and used <= CHECKED, used - CHECKED
+
+
 ACCEPTED = [
     # read-only inputs may lie outside the repository; plain names keep working
     "judge:\n  reference: /srv/alpaca_eval/davinci_003.json\n",

@@ -551,7 +551,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     except ValueError as e:  # an integer of thousands of digits (Python's int conversion limit)
-        raise ConfigError(f"{path}: not valid YAML: {clip(str(e), 120)}") from None
+        what = "an integer of more than 4300 digits" if "digits" in str(e) else clip(str(e), 120)
+        raise ConfigError(f"{path}: not valid YAML: {what}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -316,13 +316,16 @@ def read_json(path: str | Path, missing: str = "file not found", max_bytes: int 
     if not path.is_file():
         raise InputError(path, missing)
     limit = max_bytes or MAX_JSON_BYTES
+    too_large = InputError(path, f"larger than {limit} bytes (not read; split it or use JSONL)")
     try:
+        if path.stat().st_size > limit:
+            raise too_large
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
     except OSError as e:
         raise InputError(path, f"cannot read ({type(e).__name__}: {e.strerror or e})") from None
-    if len(data) > limit:
-        raise InputError(path, f"larger than {limit} bytes (not read whole; split it or use JSONL)")
+    if len(data) > limit:  # it grew while being read
+        raise too_large
     try:
         return json.loads(data.decode("utf-8-sig"))
     except json.JSONDecodeError as e:

@@ -8,8 +8,8 @@ archive, a missing text column, a WARC record whose length cannot be trusted, so
 after it cannot be found) raises InputError naming the file and, where known, the record.
 
 No record is read whole beyond `max_bytes` (`corpus.max_record_bytes`): an HTML file, a WARC
-record's headers and block, its HTTP payload as decoded (gzip or deflate Content-Encoding, chunked
-transfer), a table line or row. A larger one is rejected (`too_large`; a JSONL line: the shared
+record's block, its HTTP payload as decoded (gzip or deflate Content-Encoding, chunked transfer), a
+table line or row; a WARC or HTTP header block, beyond MAX_HEADER_BYTES (1 MiB) or `max_bytes`. A larger one is rejected (`too_large`; a JSONL line: the shared
 reader's `line_too_long`) after reading at most that many bytes, so a decompression bomb costs the
 cap, not its expansion; the rest of a WARC record is read through in pieces.
 """
@@ -17,6 +17,7 @@ cap, not its expansion; the rest of a WARC record is read through in pieces.
 from __future__ import annotations
 
 import gzip
+import itertools
 import re
 import zlib
 from collections.abc import Iterator
@@ -128,6 +129,7 @@ def iter_html(src: SourceConfig, max_bytes: int | None = None) -> Iterator[Item]
 # ---------------------------------------------------------------- WARC (Common Crawl)
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_HEADER_BYTES = 1 << 20  # a WARC or HTTP header block (real ones hold a few KB; warcio's line reads are quadratic)
 _HEADER_SLACK = 1 << 16  # read-ahead of warcio's buffers beyond the headers themselves
 _LENGTH = re.compile(r"\d{1,18}")  # a byte count that fits a file offset
 
@@ -188,6 +190,95 @@ def _drain(record) -> None:
                          "declares (truncated, or a wrong Content-Length)")
 
 
+# ---- the HTTP payload, de-chunked and decompressed as it is read (warcio decompresses a whole
+# chunk at once: a chunk of a few hundred KB of gzip would be held as GBs)
+
+_INFLATE = {"gzip": (31,), "x-gzip": (31,), "deflate": (15, -15)}  # zlib window bits to try, in order
+
+
+def _pieces(raw) -> Iterator[bytes]:
+    while piece := raw.read(READ_CHUNK):
+        yield piece
+
+
+def _dechunk(raw) -> Iterator[bytes]:
+    """The data of a chunked transfer, as browsers take it: a body that is not chunked after all is
+    taken as it is, a body cut off ends where it ends."""
+    first = True
+    while True:
+        line = raw.readline(64)
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError
+            size = int(line.strip().split(b";")[0], 16)
+            if size < 0:
+                raise ValueError
+        except ValueError:
+            if not first:
+                raise ValueError(f"malformed chunk size line {line[:20]!r}") from None
+            yield line  # not chunked: the whole body as it is
+            yield from _pieces(raw)
+            return
+        first = False
+        if size == 0:
+            return
+        while size:
+            piece = raw.read(min(size, READ_CHUNK))
+            if not piece:
+                return
+            size -= len(piece)
+            yield piece
+        end = raw.read(2)
+        if end != b"\r\n":  # chunked no further: the rest as it is
+            yield end
+            yield from _pieces(raw)
+            return
+
+
+def _inflate(pieces: Iterator[bytes], wbits: tuple[int, ...]) -> Iterator[bytes]:
+    """Decompressed data, at most READ_CHUNK bytes per step whatever the ratio. A body that does not
+    start as the declared format is taken as it is (a common lie); one that breaks later is a fault."""
+    first = next(pieces, b"")
+    for w in wbits:
+        try:
+            zlib.decompressobj(w).decompress(first, 1)
+            break
+        except zlib.error:
+            continue
+    else:
+        yield first
+        yield from pieces
+        return
+    d = zlib.decompressobj(w)
+    for data in itertools.chain([first], pieces):
+        while data and not d.eof:
+            out = d.decompress(data, READ_CHUNK)
+            data = d.unconsumed_tail
+            if out:
+                yield out
+        if d.eof:
+            return
+    if tail := d.flush():
+        yield tail
+
+
+def read_payload(raw, http_headers, max_bytes: int) -> bytes | None:
+    """The page an HTTP response carries (chunked transfer and gzip/deflate content encoding undone);
+    None when it is over `max_bytes` decoded, after decoding at most that much of it."""
+    chunked = "chunked" in (http_headers.get_header("Transfer-Encoding") or "").lower()
+    pieces = _dechunk(raw) if chunked else _pieces(raw)
+    encoding = (http_headers.get_header("Content-Encoding") or "").strip().lower()
+    if encoding in _INFLATE:  # others (identity, br, compress) are taken as they are, as warcio does
+        pieces = _inflate(pieces, _INFLATE[encoding])
+    parts, size = [], 0
+    for piece in pieces:
+        size += len(piece)
+        if size > max_bytes:
+            return None
+        parts.append(piece)
+    return b"".join(parts)
+
+
 def _one_line(e: Exception) -> str:
     return " ".join(f"{type(e).__name__}: {e}".split())[:200]  # warcio quotes raw header lines, newlines included
 
@@ -200,14 +291,15 @@ def _warc_item(src: SourceConfig, f: Path, n: int, record, length: int, loader, 
         return Skip(src.label, "non_response")
     uri = record.rec_headers.get_header("WARC-Target-URI") or ""
     doc_id = record.rec_headers.get_header("WARC-Record-ID") or f"{f.name}#{n}"
-    # the HTTP headers, from at most max_bytes of the block (warcio would read them whole)
-    head = LimitReader(record.raw_stream, min(length, max_bytes))
+    # the HTTP headers, from at most MAX_HEADER_BYTES of the block (warcio would read them whole)
+    cap = min(max_bytes, MAX_HEADER_BYTES)
+    head = LimitReader(record.raw_stream, min(length, cap))
     try:
         record.http_headers = loader.load_http_headers(record.rec_type, uri, head, length)
     except Exception as e:  # a malformed status line or header block: this record only, its length is known
         return DocReject(src.label, doc_id, uri, "broken_record", f"record {n}: HTTP headers: {_one_line(e)}")
-    if length > max_bytes and head.limit == 0:
-        return DocReject(src.label, doc_id, uri, "too_large", f"record {n}: " + _over("HTTP header block", None, max_bytes))
+    if length > cap and head.limit == 0:
+        return DocReject(src.label, doc_id, uri, "too_large", f"record {n}: HTTP header block over {cap} bytes")
     if record.http_headers is None:
         return Skip(src.label, "non_response")
     ctype = record.http_headers.get_header("Content-Type") or ""
@@ -219,8 +311,7 @@ def _warc_item(src: SourceConfig, f: Path, n: int, record, length: int, loader, 
     if length > max_bytes:
         return DocReject(src.label, doc_id, uri, "too_large", f"record {n}: " + _over("WARC record", length, max_bytes))
     try:
-        # decoded as read (Content-Encoding gzip/deflate, chunked), at most max_bytes + 1 of it
-        data = read_at_most(record.content_stream(), max_bytes)
+        data = read_payload(record.raw_stream, record.http_headers, max_bytes)
     except Exception as e:  # broken chunking or content encoding of this one record
         return DocReject(src.label, doc_id, uri, "broken_record", f"record {n}: {_one_line(e)}")
     if data is None:
@@ -241,7 +332,8 @@ def iter_warc(src: SourceConfig, max_bytes: int | None = None) -> Iterator[Item]
 
     max_bytes = max_bytes or DEFAULT_MAX_BYTES
     loader = ArcWarcRecordLoader(verify_http=False)  # as ArchiveIterator's own
-    budget = max_bytes + _HEADER_SLACK
+    header_cap = min(max_bytes, MAX_HEADER_BYTES)
+    budget = header_cap + _HEADER_SLACK
     _, files = list_files(src.path, WARC_SUFFIXES, "warc")
     for f in files:
         n = 0
@@ -267,8 +359,7 @@ def iter_warc(src: SourceConfig, max_bytes: int | None = None) -> Iterator[Item]
             except _BadLength as e:
                 raise InputError(f, f"cannot read WARC: {e}; the records after it cannot be found", f"{at}") from None
             except _HeadersTooLarge:
-                raise InputError(f, f"cannot read WARC: headers over corpus.max_record_bytes ({max_bytes})",
-                                 f"{at}") from None
+                raise InputError(f, f"cannot read WARC: a header block over {header_cap} bytes", f"{at}") from None
             # warcio trips over malformed headers with plain Python errors (a record without a
             # WARC-Target-URI gives an AttributeError): all of them mean this archive is broken here
             except (ArchiveLoadFailed, OSError, EOFError, zlib.error, ValueError, AttributeError, TypeError,

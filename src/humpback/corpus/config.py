@@ -94,7 +94,8 @@ class CorpusConfig:
     seed: int = seed_param(1)  # MinHash permutations
     batch_size: int = param(5000, ge=1)  # segments per processing batch (bounds memory)
     # one record read whole, at most: an HTML file, a WARC record or its decoded HTTP payload, a table line or
-    # row; a larger one is rejected (too_large) after reading at most this many bytes (bounds memory: bombs)
+    # row; a larger one is rejected (too_large; a JSONL line: line_too_long) after reading at most this many
+    # bytes, so a decompression bomb costs this much memory, not its expansion
     max_record_bytes: int = param(16 << 20, ge=1)
 
     def problems(self) -> list[tuple[str, str]]:

@@ -276,16 +276,17 @@ def test_corpus_html_pages(tmp_path):
     write(site / "script.html", "<script>" + "x" * 5000 + "</script>")
     m = corpus(tmp_path, "html", site)
     assert m["docs_in"] == 10 and m["rejected"]["undecodable"] == 3  # junk, latin-1 undeclared, unknown charset
+    assert m["rejected"]["empty_document"] == 2  # the empty page and the script-only one: nothing visible
     assert m["rejected"]["too_long"] >= 1 and m["segments_kept"] >= 3
     rej = pl.read_parquet(tmp_path / "rejected.parquet")
     assert set(rej.filter(reason="undecodable")["doc_id"]) == {"junk.html", "latin1.html", "klingon.html"}
     assert "unknown charset 'klingon'" in rej.filter(doc_id="klingon.html")["detail"][0]
-    for case, outcome in [("empty page", "no segments"), ("binary junk", "rejected: undecodable"),
+    for case, outcome in [("empty page", "rejected: empty_document"), ("binary junk", "rejected: undecodable"),
                           ("latin-1 without a declared charset", "rejected: undecodable"),
                           ("unknown declared charset", "rejected: undecodable (names the charset)"),
                           ("10k nested divs", "segmented"), ("unclosed tags", "segmented"),
                           ("NUL bytes", "segmented"), ("huge page (10 MB)", "rejected: too_long"),
-                          ("script only", "no segments")]:
+                          ("script only", "rejected: empty_document")]:
         ledger.bad_input("corpus HTML", case, outcome)
     expect_error("corpus HTML", "empty directory", lambda: corpus(tmp_path, "html", (tmp_path / "none").mkdir() or tmp_path / "none"),
                  "none", "directory has no .html")

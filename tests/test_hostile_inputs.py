@@ -504,6 +504,24 @@ INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", *map(chr, range(0
 VISIBLE = ["a", "é", "漢", "١", "😀", "\u093e", "-", "$", "\ufffd", "e\u0301"]
 
 
+@pytest.mark.parametrize("kind, name, line", [
+    ("pairs", "pairs.jsonl.gz", {"instruction": "Why?", "output": "x" * 5000}),
+    ("oasst", "o.trees.jsonl", {"prompt": {"message_id": "p", "role": "prompter", "text": "y" * 5000, "lang": "en", "replies": [
+        {"message_id": "r", "role": "assistant", "text": "Yes.", "lang": "en", "rank": 0}]}}),
+])
+def test_seed_max_record_bytes_bounds_every_seed_reader(tmp_path, kind, name, line):
+    """The seed readers take their bound from params: a record over `seed.max_record_bytes` is an error
+    naming it, and the same file reads under the default bound."""
+    data = jsonl(line)
+    path = write(tmp_path / name, gz(data) if name.endswith(".gz") else data)
+    source = SeedSource(path=str(path), kind=kind)
+    with pytest.raises(InputError, match=r"record line 1: line longer than 4096 bytes"):
+        build_seed(SeedConfig(sources=[source], max_record_bytes=4096))
+    assert build_seed(SeedConfig(sources=[source])).kept.height == 1
+    ledger.hostile("bombs", f"seed {kind} record of 5 kB under seed.max_record_bytes 4096",
+                   "InputError: record line 1: line longer than 4096 bytes")
+
+
 def test_has_visible_is_the_one_rule():
     assert not has_visible("".join(INVISIBLE)) and not has_visible("")
     assert all(not has_visible(c * 3) for c in INVISIBLE)

@@ -26,7 +26,9 @@ class SeedResult:
 
 
 def read_source(source: SeedSource, cfg: SeedConfig) -> tuple[list[Row], dict]:
-    return read_oasst(source, cfg.lang) if source.kind == "oasst" else read_pairs(source)
+    if source.kind == "oasst":
+        return read_oasst(source, cfg.lang, cfg.max_record_bytes)
+    return read_pairs(source, cfg.max_record_bytes)
 
 
 def length_reason(row: Row, min_chars: int, max_chars: int) -> str | None:

@@ -46,6 +46,9 @@ class SeedConfig:
     seed: int = seed_param(0)  # fixes which pairs the max_examples sample keeps
     min_chars: int = param(1, ge=1)  # instruction and output each need at least this many characters after stripping
     max_chars: int = param(0, ge=0)  # and at most this many; 0 = no limit
+    # the most bytes of one record (a JSONL line, an oasst tree, a Parquet row) read whole; a longer
+    # one is an error naming it, after reading at most this much (a gzip bomb costs this, not its size)
+    max_record_bytes: int = param(16 << 20, ge=1)
 
     def problems(self) -> list[tuple[str, str]]:
         out = [] if self.sources else [("sources", "empty: name at least one seed source")]

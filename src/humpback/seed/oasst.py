@@ -28,7 +28,8 @@ PARQUET_COLUMNS = ["message_id", "parent_id", "role", "text", "lang", "rank"]
 JSONL_KEYS = ["message_id", "role", "text"]
 
 
-def detect_layout(path: Path, layout: Literal["auto", "flat", "trees"] = "auto") -> Literal["flat", "trees"]:
+def detect_layout(path: Path, layout: Literal["auto", "flat", "trees"] = "auto",
+                  max_bytes: int | None = None) -> Literal["flat", "trees"]:
     """Trees when named `*.trees.jsonl*` or when the first record has a `prompt` and no `role`."""
     if layout != "auto":
         return layout
@@ -37,7 +38,7 @@ def detect_layout(path: Path, layout: Literal["auto", "flat", "trees"] = "auto")
         return "flat"
     if ".trees." in name:
         return "trees"
-    first = next(iter_records(path)).strict()  # a file without records has raised
+    first = next(iter_records(path, max_line_bytes=max_bytes)).strict()  # a file without records has raised
     return "trees" if "prompt" in first and "role" not in first else "flat"
 
 
@@ -70,16 +71,16 @@ def _message(rec: dict, path: Path, label: str, parent_id: object = ...) -> dict
     }
 
 
-def read_flat(path: Path) -> list[dict]:
+def read_flat(path: Path, max_bytes: int | None = None) -> list[dict]:
     required = PARQUET_COLUMNS if is_parquet(path) else JSONL_KEYS
     optional = ("parent_id", "lang", "rank", "deleted")
-    return [_message(r.strict(), path, r.label) for r in iter_records(path, required, optional)]
+    return [_message(r.strict(), path, r.label) for r in iter_records(path, required, optional, max_line_bytes=max_bytes)]
 
 
-def read_trees(path: Path) -> list[dict]:
+def read_trees(path: Path, max_bytes: int | None = None) -> list[dict]:
     """Flatten every tree; the nesting, not the parent_id field, says who answers whom."""
     messages = []
-    for record in iter_records(path, ["prompt"]):
+    for record in iter_records(path, ["prompt"], max_line_bytes=max_bytes):
         label, root = record.label, record.strict()["prompt"]
         if not isinstance(root, dict):
             raise InputError(path, f"'prompt' must be a message object, got {type(root).__name__}", label)
@@ -149,13 +150,13 @@ def _row(source: str, source_id: str, instruction: str, output: str, reason: str
     return {"source": source, "source_id": source_id, "instruction": instruction, "output": output, "reason": reason}
 
 
-def read_oasst(source: SeedSource, lang: str) -> tuple[list[Row], dict]:
+def read_oasst(source: SeedSource, lang: str, max_bytes: int | None = None) -> tuple[list[Row], dict]:
     files = find_files(source.path)
     messages: list[dict] = []
     layouts = {}
     for path in files:
-        layout = detect_layout(path, source.layout)
+        layout = detect_layout(path, source.layout, max_bytes)
         layouts[str(path)] = layout
-        messages.extend(read_trees(path) if layout == "trees" else read_flat(path))
+        messages.extend(read_trees(path, max_bytes) if layout == "trees" else read_flat(path, max_bytes))
     rows, stats = select_first_turn(messages, lang, source.label)
     return rows, {"files": list(layouts), "layouts": layouts, **stats}

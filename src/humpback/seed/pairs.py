@@ -21,7 +21,7 @@ def text_field(value: object, path: Path, label: str, key: str) -> str:
     return value
 
 
-def read_pairs(source: SeedSource) -> tuple[list[Row], dict]:
+def read_pairs(source: SeedSource, max_bytes: int | None = None) -> tuple[list[Row], dict]:
     """All pairs of a source as candidate rows, plus the counts for the metrics."""
     files = find_files(source.path)
     columns = [source.instruction_column, source.output_column]
@@ -30,7 +30,7 @@ def read_pairs(source: SeedSource) -> tuple[list[Row], dict]:
     optional = (source.input_column,) if source.input_column else ()
     rows: list[Row] = []
     for path in files:
-        for record in iter_records(path, columns, optional):
+        for record in iter_records(path, columns, optional, max_line_bytes=max_bytes):
             rec, label = record.strict(), record.label
             instruction = text_field(rec[source.instruction_column], path, label, source.instruction_column).strip()
             if source.input_column:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -591,6 +592,7 @@ def test_an_invisible_generated_instruction_is_empty():
 def test_the_corpus_stage_keeps_the_good_page_and_counts_the_rest(tmp_path):
     site = tmp_path / "raw" / "site"
     write(site / "good.html", PAGE)
+    write(site / os.fsdecode(b"caf\xe9.html"), PAGE.replace(b"eggs", b"tea"))  # a name that is not UTF-8
     write(site / "base64.html", b'<meta charset="base64">' + UTF8.encode("cp1252"))
     sparse(site / "bomb.html", 1 << 30, b"<html><p>")
     write(tmp_path / "raw" / "crawl.warc.gz", warc_gz(
@@ -606,9 +608,9 @@ def test_the_corpus_stage_keeps_the_good_page_and_counts_the_rest(tmp_path):
     assert done.returncode == 0, done.stderr
     m = json.loads((tmp_path / "metrics/corpus.json").read_text())
     assert m["rejected"] == {"line_too_long": 1, "too_large": 2, "undecodable": 2}
-    assert (m["docs_in"], m["docs_rejected"], m["docs_kept"]) == (8, 5, 3)
+    assert (m["docs_in"], m["docs_rejected"], m["docs_kept"]) == (9, 5, 4)
     kept = pl.read_parquet(tmp_path / "data/prepared/segments.parquet")
-    assert sorted(kept["doc_id"]) == sorted(["good.html", "<urn:uuid:good>", "good"])
+    assert sorted(set(kept["doc_id"])) == sorted(["good.html", "caf\\xe9.html", "<urn:uuid:good>", "good"])
     rej = pl.read_parquet(tmp_path / "data/prepared/rejected.parquet")
     details = dict(rej.select("doc_id", "detail").iter_rows())
     assert details["bomb.html"].startswith("file of 1073741824 bytes, over corpus.max_record_bytes")
@@ -617,4 +619,5 @@ def test_the_corpus_stage_keeps_the_good_page_and_counts_the_rest(tmp_path):
     assert "charset 'base64' is not a text encoding" in details["<urn:uuid:b64>"]
     assert details["dump.jsonl.gz:1"] == "line 1: line longer than 16777216 bytes"
     ledger.hostile("bombs", "corpus stage end to end: HTML, WARC and table bombs, base64 charsets, good pages",
-                   "exit 0; rejected: too_large 2, line_too_long 1, undecodable 2; the 3 good pages kept")
+                   "exit 0; rejected: too_large 2, line_too_long 1, undecodable 2; the 4 good pages kept "
+                   "(one under a file name that is not UTF-8, as caf\\xe9.html)")

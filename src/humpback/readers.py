@@ -93,6 +93,12 @@ def check_file(path: str | Path, suffixes: Sequence[str] = TABLE_SUFFIXES, missi
     return path
 
 
+def path_text(path: str | Path) -> str:
+    """A path as text that can be written as UTF-8: a file name's undecodable bytes (kept by Python
+    as lone surrogates) become backslash escapes, so a document id made from it never crashes a write."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def find_files(path: str | Path, suffixes: Sequence[str] = TABLE_SUFFIXES) -> list[Path]:
     """The file `path` names, or every supported file under the directory `path`, sorted; hidden
     files and directories (".git", ".ipynb_checkpoints") are skipped."""

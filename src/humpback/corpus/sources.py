@@ -34,6 +34,7 @@ from humpback.readers import (
     TABLE_SUFFIXES,
     find_files,
     iter_records,
+    path_text,
     read_at_most,
     text_fault,
 )
@@ -106,7 +107,7 @@ def iter_html(src: SourceConfig, max_bytes: int | None = None) -> Iterator[Item]
     max_bytes = max_bytes or DEFAULT_MAX_BYTES
     root, files = list_files(src.path, HTML_SUFFIXES, "html")
     for f in files:
-        doc_id = f.relative_to(root).as_posix()
+        doc_id = path_text(f.relative_to(root).as_posix())
         try:
             size = f.stat().st_size
             data = None
@@ -290,7 +291,7 @@ def _warc_item(src: SourceConfig, f: Path, n: int, record, length: int, loader, 
     if record.rec_type != "response":
         return Skip(src.label, "non_response")
     uri = record.rec_headers.get_header("WARC-Target-URI") or ""
-    doc_id = record.rec_headers.get_header("WARC-Record-ID") or f"{f.name}#{n}"
+    doc_id = record.rec_headers.get_header("WARC-Record-ID") or f"{path_text(f.name)}#{n}"
     # the HTTP headers, from at most MAX_HEADER_BYTES of the block (warcio would read them whole)
     cap = min(max_bytes, MAX_HEADER_BYTES)
     head = LimitReader(record.raw_stream, min(length, cap))
@@ -380,7 +381,7 @@ def iter_table(src: SourceConfig, max_bytes: int | None = None) -> Iterator[Item
         for rec in iter_records(f, [src.text_column], columns, max_line_bytes=max_bytes, hint="set text_column"):
             obj = rec.data or {}
             raw_id = obj.get(src.id_column)
-            doc_id = f"{f.name}:{rec.number}" if raw_id is None or raw_id == "" else str(raw_id)
+            doc_id = f"{path_text(f.name)}:{rec.number}" if raw_id is None or raw_id == "" else str(raw_id)
             url = str(obj.get(src.url_column) or "")
             if rec.fault is not None:
                 # the reader's reason (line_too_long, too_large for a Parquet row, ...), as strict callers word it

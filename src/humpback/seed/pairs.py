@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from humpback.errors import InputError
-from humpback.readers import find_files, iter_records, text_fault
+from humpback.readers import find_files, iter_records, path_text, text_fault
 from humpback.seed.config import SeedSource
 
 Row = dict[str, str | None]  # source, source_id, instruction, output, reason (None while still a candidate)
@@ -44,7 +44,7 @@ def read_pairs(source: SeedSource, max_bytes: int | None = None) -> tuple[list[R
                     raise InputError(path, f"'{source.id_column}' must be a string or number, got {raw_id!r}", label)
                 source_id = str(raw_id)
             else:
-                source_id = f"{path.name}:{label}"
+                source_id = f"{path_text(path.name)}:{label}"
             rows.append({"source": source.label, "source_id": source_id, "instruction": instruction,
                          "output": output, "reason": None})
     return rows, {"files": [str(p) for p in files], "read": len(rows)}

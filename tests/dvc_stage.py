@@ -101,3 +101,17 @@ def run_subprocess(stage: str, key: str | None = None, *extra: str, cwd: str | P
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
     return subprocess.run([*argv, *extra], cwd=cwd, **kwargs)
+
+
+def run_in_process(cwd: Path, stage: str, key: str | None = None, *extra: str, monkeypatch,
+                   capsys) -> subprocess.CompletedProcess:
+    """`run` in the scratch project `cwd`, as a finished process (exit status, stderr): for stages whose
+    imports (torch, scikit-learn) would cost seconds per subprocess. Same exit-status and stderr contract."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = 0
+    try:
+        run(stage, key, *extra)
+    except SystemExit as e:
+        code = e.code
+    return subprocess.CompletedProcess([stage, *extra], code, "", capsys.readouterr().err)

@@ -43,14 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_in_process(cwd: Path, name: str, key: str | None, *extra: str, monkeypatch, capsys) -> tuple[int, str]:
     """The dvc.yaml command of `name` (`key`: the foreach item) run in this process: (exit status, stderr)."""
-    monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    code = 0
-    try:
-        dvc_stage.run(name, key, *extra)
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
+    done = dvc_stage.run_in_process(cwd, name, key, *extra, monkeypatch=monkeypatch, capsys=capsys)
+    return done.returncode, done.stderr
 
 
 def snapshot(root: Path) -> dict[str, str]:

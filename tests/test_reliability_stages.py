@@ -31,21 +31,6 @@ def run_stage(cwd: Path, stage: str, key: str | None = None, *extra: str) -> sub
     return dvc_stage.run_subprocess(stage, key, *extra, cwd=cwd, timeout=300)
 
 
-def run_in_process(cwd: Path, stage: str, key: str | None = None, *extra: str, monkeypatch,
-                   capsys) -> subprocess.CompletedProcess:
-    """The same command run inside the test process: for stages whose imports (torch, scikit-learn)
-    would cost seconds per subprocess. Same exit status and stderr contract."""
-    monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    code = 0
-    try:
-        dvc_stage.run(stage, key, *extra)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    return subprocess.CompletedProcess([stage, *extra], code, "", err)
-
-
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under root (params and inputs aside) with a digest of its bytes."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -192,7 +177,7 @@ def test_eval_stages_bad_prompts_and_references(tmp_path, monkeypatch, capsys):
     k = "stage generate/judge"
 
     def inproc(cwd, name, *args):
-        return run_in_process(cwd, name, *args, monkeypatch=monkeypatch, capsys=capsys)
+        return dvc_stage.run_in_process(cwd, name, *args, monkeypatch=monkeypatch, capsys=capsys)
 
     (tmp_path / "prompts.jsonl").write_text('{"id": "a", "instruction": "Hi"}\n{"id": "a", "instruction": "Ho"}\n')
     params(tmp_path, "eval:\n  prompts: prompts.jsonl\n")
@@ -221,7 +206,7 @@ def test_model_stages_bad_input(tmp_path, tiny_model_dir, monkeypatch, capsys):
     k = "stage augment/score"
 
     def inproc(cwd, name, *args):
-        return run_in_process(cwd, name, *args, monkeypatch=monkeypatch, capsys=capsys)
+        return dvc_stage.run_in_process(cwd, name, *args, monkeypatch=monkeypatch, capsys=capsys)
 
     model = str(tiny_model_dir)
     params(tmp_path, "engine:\n  backend: transformers\n  device: cpu\n  dtype: float32\n  cpu_threads: 1\n")

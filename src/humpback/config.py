@@ -355,15 +355,20 @@ def _fail(problems: list[str]) -> None:
         raise ParamsError(problems)
 
 
-def _convert_dataclass(value: Any, tp: Any, where: str) -> Any:
+def _mapping_for(value: Any, tp: Any, where: str) -> tuple[dict, dict, list[str]]:
+    """The type hints and init fields of dataclass `tp`, and the unknown-key problem of mapping
+    `value` (raises when `value` is no mapping): the start of reading a section or an override."""
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
     hints = typing.get_type_hints(tp)
     fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
-    problems = []
     unknown = sorted(set(map(str, value)) - set(fields))
-    if unknown:
-        problems.append(f"{where}: unknown key(s) {_keys(unknown)}; known: {', '.join(sorted(fields))}")
+    problems = [f"{where}: unknown key(s) {_keys(unknown)}; known: {', '.join(sorted(fields))}"] if unknown else []
+    return hints, fields, problems
+
+
+def _convert_dataclass(value: Any, tp: Any, where: str) -> Any:
+    hints, fields, problems = _mapping_for(value, tp, where)
     kwargs, failed, missing = {}, set(), False
     for name, f in fields.items():
         if name in value:
@@ -612,15 +617,8 @@ def override(obj: T, raw: Any, where: str) -> T:
     """`obj` (a section) with the keys of the partial mapping `raw` replaced, each checked as the
     section's own keys are (unknown key, type, range; problems() on the result), errors at `where`.
     A nested mapping overrides only its own keys: `train: {lora: {r: 8}}` keeps the section's alpha."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
     tp = type(obj)
-    hints = typing.get_type_hints(tp)
-    fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
-    problems = []
-    unknown = sorted(set(map(str, raw)) - set(fields))
-    if unknown:
-        problems.append(f"{where}: unknown key(s) {_keys(unknown)}; known: {', '.join(sorted(fields))}")
+    hints, fields, problems = _mapping_for(raw, tp, where)
     changes = {}
     for name, value in raw.items():
         if name not in fields:

@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 import pytest
 import reliability_plugin as ledger
 
-from humpback import readers
 from humpback.augment import DegenerateFilter, FilterConfig
 from humpback.corpus.config import SourceConfig
 from humpback.corpus.decode import UndecodableError, decode_html
@@ -369,7 +368,7 @@ def test_every_bomb_was_measured(bombs):
     assert all(peak < PEAK_MB for _, peak in bombs.values()), bombs
 
 
-def test_a_huge_parquet_cell_among_small_rows_is_rejected(tmp_path, monkeypatch):
+def test_a_huge_parquet_cell_among_small_rows_is_rejected(tmp_path):
     # sharing a row group with small rows, the cell is read (its page holds it) and then rejected
     path = tmp_path / "mixed.parquet"
     texts = [DOC.replace("nine", str(i)) for i in range(9)]
@@ -378,9 +377,9 @@ def test_a_huge_parquet_cell_among_small_rows_is_rejected(tmp_path, monkeypatch)
     items = list(iter_source(SourceConfig(kind="table", path=str(path)), max_bytes=MB))
     assert summary(items) == [("Document", ""), ("DocReject", "too_large")] + [("Document", "")] * 8
     assert items[1].detail == f"row 1: row larger than {MB} bytes ({3 * MB + 2} bytes of text)"
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", MB)
     with pytest.raises(InputError, match=r"mixed\.parquet, record row 1: row larger than"):
-        build_seed(SeedConfig(sources=[SeedSource(path=str(path), instruction_column="id", output_column="text")]))
+        build_seed(SeedConfig(sources=[SeedSource(path=str(path), instruction_column="id", output_column="text")],
+                              max_record_bytes=MB))
     ledger.hostile("bombs", "Parquet cell over the cap among small rows",
                    "corpus: rejected too_large, the other rows kept; seed: InputError naming row 1")
 

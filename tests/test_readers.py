@@ -164,8 +164,8 @@ def test_find_files_sorted_recursive_suffix_checked_hidden_skipped(tmp_path):
         find_files(tmp_path / "empty", (".html", ".htm", ".xhtml"))
 
 
-def _seed(path):
-    return build_seed(SeedConfig(sources=[SeedSource(path=str(path))]))
+def _seed(path):  # the seed readers take their bound from params: here the reader's (patched) one
+    return build_seed(SeedConfig(sources=[SeedSource(path=str(path))], max_record_bytes=readers.MAX_LINE_BYTES))
 
 
 def _corpus(path):

@@ -152,6 +152,19 @@ def test_inside_keeps_output_paths_in_the_repository(tmp_path):
             inside(tmp_path, *parts)
 
 
+def test_the_report_writes_no_file_outside_its_plots_directory(tmp_path):
+    from humpback.evaluation.report import ReportData, write_plot_data
+
+    plots = tmp_path / "repo" / "metrics" / "plots"
+    data = ReportData(histograms={"it1": {"5": 1}, "../../../escaped": {"5": 1}})
+    with pytest.raises(ConfigError, match="must stay inside"):
+        write_plot_data(data, plots)
+    assert (plots / "curation" / "it1.json").is_file()
+    assert [p for p in tmp_path.rglob("escaped*")] == []
+    ledger.hostile("names", "report histogram for an iteration named ../../../escaped",
+                   "ConfigError: an output path must stay inside the plots directory; nothing written outside")
+
+
 # Every stage script, run as dvc.yaml runs it (foreach stages at a valid key), under a params file
 # with one hostile iteration name: each refuses with one line before it writes anything.
 STAGES = [("params", None), ("base_model", None), ("seed", None), ("corpus", None), ("train_backward", None),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from humpback.config import inside
 from humpback.errors import InputError
 from humpback.evaluation.curation_quality import load_labels, read_kept, selection_quality
 from humpback.io import atomic_path, write_json, write_text
@@ -116,7 +117,8 @@ def write_plot_data(data: ReportData, directory: Path) -> None:
     write_json(data.kept, directory / "kept.json")
     write_json(data.lengths, directory / "lengths.json")
     for it, hist in data.histograms.items():
-        write_json([{"score": b, "count": n} for b, n in hist.items()], directory / "curation" / f"{it}.json")
+        # an iteration name from params becomes a file name: it stays inside the plots directory
+        write_json([{"score": b, "count": n} for b, n in hist.items()], inside(directory, "curation", f"{it}.json"))
 
 
 def render_png(data: ReportData, path: Path) -> None:

@@ -8,6 +8,7 @@ model lands in `out`: trainer scratch goes to a temporary directory, and the mod
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -204,6 +205,15 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
     }
 
 
+def _sort_target_modules(path: Path) -> None:
+    """PEFT writes `target_modules` in set order, which differs between processes: sorted, identical
+    weights give an identical adapter directory, so DVC does not re-run every stage downstream."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    write_json(config, path)
+
+
 def _save(trainer: Trainer, tokenizer, out: Path, base_dir: str, cfg: TrainConfig, dropout_restore: dict, dtype) -> None:
     """Write only the model (adapter or checkpoint), its tokenizer and humpback_model.json; never optimizer state."""
     main = trainer.is_world_process_zero()
@@ -225,6 +235,8 @@ def _save(trainer: Trainer, tokenizer, out: Path, base_dir: str, cfg: TrainConfi
         model.save_pretrained(staging)
     if main:
         tokenizer.save_pretrained(staging)
+        if cfg.mode == "lora":
+            _sort_target_modules(staging / "adapter_config.json")
         for name in NOT_MODEL_FILES:
             (staging / name).unlink(missing_ok=True)
         meta = {"kind": "adapter", "base": base_dir} if cfg.mode == "lora" else {"kind": "checkpoint", "trained_from": base_dir}

@@ -20,6 +20,7 @@ ALL_STAGES = {
     "params", "base_model", "seed", "corpus", "train_backward", "train_m0", "augment",
     *(f"{s}@{it}" for s in ("score", "select", "train") for it in ("it1", "it2")),
     *(f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")),
+    "judge_check", "paired",
     "report",
 }
 

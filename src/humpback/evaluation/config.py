@@ -37,6 +37,27 @@ JUDGE_PREFIX = "Better answer: "
 
 
 @dataclass
+class PairedConfig:
+    """The paired bootstrap over prompts of each consecutive comparison (stage paired)."""
+
+    resamples: int = param(2000, ge=100)  # fewer makes the 2.5% and 97.5% percentiles themselves noisy
+    seed: int = seed_param(0)
+
+
+@dataclass
+class JudgeCheckConfig:
+    """The judge's own test (stage judge_check): intact reference answers vs degraded copies."""
+
+    max_answers: int = param(40, ge=0)  # seeded subset of the reference answers; 0 = all
+    seed: int = seed_param(0)
+    # A judge at chance scores 0.5 on discrimination and about 0.5 on order consistency (a judge
+    # that always picks slot 1 scores 0 on the latter). With 40 answers x 3 degradations, about 120
+    # pairs, the standard error of a share near 0.5 is about 0.046: 0.6 is two of them above chance.
+    min_discrimination: float = param(0.6, ge=0, le=1)
+    min_order_consistency: float = param(0.6, ge=0, le=1)
+
+
+@dataclass
 class EvalConfig:
     # Eval prompts: our JSONL ({id, category, instruction}), an AlpacaEval eval-set JSON
     # (list of {instruction, output, generator, dataset}) or any JSONL/Parquet with an instruction column.
@@ -57,6 +78,7 @@ class EvalConfig:
     curation_labels: str = ""
     curation_id_column: str = "segment_id"
     curation_label_threshold: int = param(5, ge=1, le=5)
+    paired: PairedConfig = field(default_factory=PairedConfig)  # consecutive models head to head
 
     def problems(self) -> list[tuple[str, str]]:
         """dvc.yaml makes a generate@ and a judge@ stage of every model (its name in their paths and
@@ -100,6 +122,7 @@ class JudgeConfig:
     labels: list[str] = field(default_factory=lambda: ["1", "2"])
     max_new_tokens: int = param(16, ge=1)  # generate mode: a verdict is short
     chunk_size: int = param(16, ge=1)  # prompts per resumable part
+    check: JudgeCheckConfig = field(default_factory=JudgeCheckConfig)  # stage judge_check
 
     def problems(self) -> list[tuple[str, str]]:
         """`model` and `reference` reach dvc.yaml's judge command and deps (models/<model>)."""

@@ -155,6 +155,8 @@ _SCHEMA = {c: pl.String for c in JUDGEMENT_COLUMNS[:9]} | {
 UNRECORDED = {
     "judge.reference": "the reference answers are in the input rows (reference_output), which the row digest covers",
     "judge.api_key_env": "names the variable that holds the key: authentication only",
+    "judge.check": "picks which pairs the judge check asks about (the row digest covers them) and the "
+                   "thresholds it reads its metrics against; no verdict depends on it",
 } | ENGINE_UNRECORDED
 
 

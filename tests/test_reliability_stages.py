@@ -69,10 +69,11 @@ def params(tmp_path: Path, text: str, name: str = "params.yaml") -> None:
 def test_seed_stage_faults_keep_the_previous_outputs(tmp_path):
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(PAIR | {"output": f"{PAIR['output']} {i}"}) + "\n"
                                                   for i in range(5)))
-    params(tmp_path, "seed:\n  sources:\n    - {path: pairs.jsonl}\n")
+    params(tmp_path, "seed:\n  sources:\n    - {path: pairs.jsonl}\n  heldout: 2\n")
     assert run_stage(tmp_path, "seed").returncode == 0
     good = snapshot(tmp_path)
-    assert set(good) == {"data/prepared/seed.parquet", "data/prepared/seed_rejected.parquet", "metrics/seed.json"}
+    assert set(good) == {"data/prepared/seed.parquet", "data/prepared/heldout.parquet",
+                         "data/prepared/seed_rejected.parquet", "metrics/seed.json"}
 
     k = "stage seed"
     (tmp_path / "bad.jsonl").write_text(json.dumps(PAIR) + "\n" + '{"instruction": "x", "output": 3}\n')

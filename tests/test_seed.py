@@ -392,8 +392,10 @@ def test_stage_writes_outputs(tmp_path):
     rejected = pl.read_parquet(tmp_path / "data" / "prepared" / "seed_rejected.parquet")
     metrics = json.loads((tmp_path / "metrics" / "seed.json").read_text())
     assert {"instruction", "output", "source", "source_id"} <= set(kept.columns)
-    assert kept.height == metrics["kept"] >= 152
-    assert kept.filter(pl.col("source") == "oasst1").height == 2
+    heldout = pl.read_parquet(tmp_path / "data" / "prepared" / "heldout.parquet")
+    assert kept.height == metrics["kept"] and heldout.height == metrics["heldout"] == 16  # the default
+    assert metrics["selected"] == kept.height + heldout.height >= 152
+    assert pl.concat([kept, heldout]).filter(pl.col("source") == "oasst1").height == 2
     assert rejected.height == sum(metrics["rejected"].values()) == 8
     assert kept.select("instruction", "output").is_duplicated().sum() == 0
 

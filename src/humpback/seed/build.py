@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from humpback.errors import EmptyResultError
+from humpback.errors import ConfigError, EmptyResultError
 from humpback.seed.config import SeedConfig, SeedSource
 from humpback.seed.oasst import read_oasst
 from humpback.seed.pairs import Row, read_pairs
@@ -20,9 +20,10 @@ REJECTED_SCHEMA = {**KEPT_SCHEMA, "reason": pl.String}
 
 @dataclass
 class SeedResult:
-    kept: pl.DataFrame  # instruction, output, source, source_id
+    kept: pl.DataFrame  # instruction, output, source, source_id: the training pairs
     rejected: pl.DataFrame  # the same plus reason
     metrics: dict
+    heldout: pl.DataFrame | None = None  # same columns as kept, set aside by split_heldout; never trained on
 
 
 def read_source(source: SeedSource, cfg: SeedConfig) -> tuple[list[Row], dict]:
@@ -47,6 +48,31 @@ def sample_key(seed: int, source_id: str) -> bytes:
     """A per-row random key fixed by (seed, id): the sample does not depend on file order or layout,
     and a larger max_examples keeps a superset of a smaller one."""
     return hashlib.blake2b(f"{seed}\x00{source_id}".encode(), digest_size=16).digest()
+
+
+def heldout_key(seed: int, instruction: str, output: str) -> bytes:
+    """The held-out rank of a pair: a seeded hash of its text alone, so whether a pair is held out
+    does not depend on its source, id, row position or the other pairs; adding pairs can only
+    displace the held-out ones they outrank."""
+    return hashlib.blake2b(f"heldout\x00{seed}\x00{instruction}\x00{output}".encode(), digest_size=16).digest()
+
+
+def split_heldout(result: SeedResult, count: int, seed: int) -> SeedResult:
+    """Set `count` of the selected pairs aside (those of lowest heldout_key): the training pairs stay
+    in `kept`, in their order, the rest go to `heldout`; metrics gain `heldout` and `kept` counts the
+    training pairs. count 0 holds out nothing; leaving no training pair is a ConfigError."""
+    kept = result.kept
+    if count and count >= kept.height:
+        raise ConfigError(f"seed.heldout: holding out {count} pairs leaves no training pair "
+                          f"({kept.height} seed pairs selected); set it below {kept.height}, or 0 for none")
+    keys = [heldout_key(seed, i, o) for i, o in zip(kept["instruction"], kept["output"], strict=True)]
+    out = set(sorted(range(kept.height), key=lambda i: (keys[i], i))[:count])
+    mask = pl.Series([i in out for i in range(kept.height)], dtype=pl.Boolean)
+    train, heldout = kept.filter(~mask), kept.filter(mask)
+    # kept: the training pairs (seed.parquet); selected: kept + heldout
+    metrics = {"kept": train.height, "heldout": heldout.height, "selected": kept.height,
+               **{k: v for k, v in result.metrics.items() if k not in ("kept", "heldout", "selected")}}
+    return SeedResult(kept=train, rejected=result.rejected, metrics=metrics, heldout=heldout)
 
 
 def build_seed(cfg: SeedConfig) -> SeedResult:

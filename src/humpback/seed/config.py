@@ -43,7 +43,10 @@ class SeedConfig:
     sources: list[SeedSource] = field(default_factory=_bundled)  # default: the bundled seed set only
     lang: str = "en"  # oasst: prompt and reply must both be in this language; empty = any
     max_examples: int = param(3200, ge=0)  # per source, sampled with `seed` after filtering (paper: 3,200 oasst pairs); 0 = all
-    seed: int = seed_param(0)  # fixes which pairs the max_examples sample keeps
+    seed: int = seed_param(0)  # fixes which pairs the max_examples sample keeps, and which are held out
+    # pairs set aside (data/prepared/heldout.parquet) for the held-out likelihood; no model trains on
+    # them. Picked by a seeded hash of each pair's text, so adding sources moves few of them; 0 = none
+    heldout: int = param(16, ge=0)
     min_chars: int = param(1, ge=1)  # instruction and output each need at least this many characters after stripping
     max_chars: int = param(0, ge=0)  # and at most this many; 0 = no limit
     # the most bytes of one record (a JSONL line, an oasst tree, a Parquet row) read whole; a longer

@@ -124,3 +124,88 @@ def test_selection_quality_needs_id_column(tmp_path):
     empty = tmp_path / "e.parquet"
     pl.DataFrame({"segment_id": []}, schema={"segment_id": pl.String}).write_parquet(empty)
     assert selection_quality(empty, {"a": True})["recall"] == 0
+
+
+def _check(trustworthy: bool) -> dict:
+    disc, oc = (0.92, 0.85) if trustworthy else (0.5, 0.0)
+    kinds = {k: {"discrimination": disc, "order_consistency": oc, "first_slot_rate": 0.5, "n": 40}
+             for k in ("cut", "shuffle", "other_prompt")}
+    return {"discrimination": disc, "order_consistency": oc, "first_slot_rate": 0.5 if trustworthy else 1.0,
+            "n": 120, "trustworthy": trustworthy, "thresholds": {"discrimination": 0.6, "order_consistency": 0.6},
+            "by_degradation": kinds}
+
+
+def _write(root: Path, name: str, data) -> None:
+    (root / "metrics/eval" / name).write_text(json.dumps(data))
+
+
+def test_report_warns_when_the_judge_failed_its_check(tmp_path):
+    make_inputs(tmp_path)
+    paths = _paths(tmp_path)
+    _write(tmp_path, "judge_check.json", _check(False))
+    build_report(["base", "m0", "it1", "it2"], ["it1", "it2"], paths)
+    page = (tmp_path / "metrics/report/index.html").read_text()
+    warning = page.index('class="warning"')
+    assert warning < page.index("<h2>Win rates</h2>") and warning < page.index('src="report.png"')
+    assert "not trustworthy" in page and "intact answer in 0.50 of 120 pairs (needs 0.60)" in page
+    assert "swapped in 0.00 (needs 0.60)" in page
+    assert "<td>other_prompt</td>" in page  # the per-degradation table
+
+    _write(tmp_path, "judge_check.json", _check(True))
+    build_report(["base", "m0", "it1", "it2"], ["it1", "it2"], paths)
+    page = (tmp_path / "metrics/report/index.html").read_text()
+    assert 'class="warning"' not in page and "not trustworthy" not in page and "<td>0.92</td>" in page
+
+    (tmp_path / "metrics/eval/judge_check.json").unlink()  # never checked: said so, above the win rates
+    build_report(["base", "m0", "it1", "it2"], ["it1", "it2"], paths)
+    assert "The judge was not checked" in (tmp_path / "metrics/report/index.html").read_text()
+
+
+def test_report_paired_heldout_and_length_controlled(tmp_path):
+    make_inputs(tmp_path)
+    paths = _paths(tmp_path)
+    for i, m in enumerate(("base", "m0", "it1", "it2")):
+        p = tmp_path / "metrics/eval" / f"{m}.json"
+        data = json.loads(p.read_text())
+        data.pop("lc_win_rate")
+        if m != "base":  # a model without the key is left out of the plot, not an error
+            data["heldout_nll"] = 3.0 - 0.25 * i
+        p.write_text(json.dumps(data))
+    _write(tmp_path, "length_controlled.json", {"formula": "f", "reference": "base", "models": {
+        "base": {"lc_win_rate": 50.0, "win_rate": 50.0}, "m0": {"lc_win_rate": 55.5, "win_rate": 58.0},
+        "it1": {"lc_win_rate": 61.0, "win_rate": 66.0}, "it2": {"lc_win_rate": 63.0, "win_rate": 74.0}}})
+    comp = lambda a, b, w, lo, hi: {"a": a, "b": b, "win_rate": w, "ci_low": lo, "ci_high": hi, "n": 40,  # noqa: E731
+                                    "excludes_50": lo > 50 or hi < 50}
+    _write(tmp_path, "paired.json", {"comparisons": {
+        "m0_vs_base": comp("m0", "base", 70.0, 58.0, 81.0), "it1_vs_m0": comp("it1", "m0", 55.0, 44.0, 66.0),
+        "it2_vs_it1": comp("it2", "it1", 52.0, 41.0, 63.0)}})
+    _write(tmp_path, "judge_check.json", _check(True))
+    data = build_report(["base", "m0", "it1", "it2"], ["it1", "it2"], paths)
+    wr = json.loads((tmp_path / "metrics/plots/win_rate.json").read_text())
+    assert [r["lc_win_rate"] for r in wr] == [50.0, 55.5, 61.0, 63.0]  # from the joint fit's file
+    paired = json.loads((tmp_path / "metrics/plots/paired.json").read_text())
+    assert [r["comparison"] for r in paired] == ["m0_vs_base", "it1_vs_m0", "it2_vs_it1"]
+    assert paired[0] == {"comparison": "m0_vs_base", "a": "m0", "b": "base", "win_rate": 70.0, "ci_low": 58.0,
+                         "ci_high": 81.0, "n": 40, "excludes_50": True}
+    nll = json.loads((tmp_path / "metrics/plots/heldout_nll.json").read_text())
+    assert nll == [{"model": "m0", "heldout_nll": 2.75}, {"model": "it1", "heldout_nll": 2.5},
+                   {"model": "it2", "heldout_nll": 2.25}]
+    page = (tmp_path / "metrics/report/index.html").read_text()
+    assert "<td>it1_vs_m0</td>" in page and "<td>55.50</td>" in page and "<td>2.25</td>" in page
+    assert data.paired[1]["excludes_50"] is False
+    # only configured models' comparisons; a broken file is named
+    build_report(["base", "m0"], ["it1", "it2"], paths)
+    assert [r["comparison"] for r in json.loads((tmp_path / "metrics/plots/paired.json").read_text())] == ["m0_vs_base"]
+    _write(tmp_path, "paired.json", {"comparisons": {"m0_vs_base": {"a": "m0"}}})
+    with pytest.raises(InputError, match=r"paired.json: comparisons.m0_vs_base: expected keys"):
+        build_report(["base", "m0"], ["it1", "it2"], paths)
+
+
+def test_report_without_the_new_files(tmp_path):
+    make_inputs(tmp_path)
+    data = build_report(["base", "m0", "it1", "it2"], ["it1", "it2"], _paths(tmp_path))
+    assert data.paired == [] and data.heldout == [] and data.judge_check is None
+    assert [r["lc_win_rate"] for r in data.win_rates] == [None] * 4  # never the per-model length-only fit
+    assert json.loads((tmp_path / "metrics/plots/paired.json").read_text()) == []
+    page = (tmp_path / "metrics/report/index.html").read_text()
+    assert "no comparisons" in page and "<h2>Judge check</h2><p>not run</p>" in page

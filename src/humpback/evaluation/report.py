@@ -1,12 +1,17 @@
 """The report: DVC plot data under metrics/plots/, one PNG and one HTML page under metrics/report/.
 
 Every input belongs to a configured model (eval.models) or iteration (`iterations`): a missing one
-is an error, since the report would otherwise silently show less than the pipeline ran.
+is an error, since the report would otherwise silently show less than the pipeline ran. Beside
+the per-model files, metrics/eval holds the judge's own check (judge_check.json), the consecutive
+comparisons (paired.json) and the length-controlled fit (length_controlled.json); the report reads
+each where it exists and says so where it does not. A judge that failed its check gets a warning
+line above the win rates: they are then not evidence of anything.
 """
 
 from __future__ import annotations
 
 import html
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +39,17 @@ class ReportPaths:
     curation_quality: Path
 
 
+JUDGE_CHECK = "judge_check.json"
+PAIRED = "paired.json"
+LENGTH_CONTROLLED = "length_controlled.json"
+
+
 @dataclass
 class ReportData:
     win_rates: list[dict] = field(default_factory=list)
+    judge_check: dict | None = None  # metrics/eval/judge_check.json; None = not run
+    paired: list[dict] = field(default_factory=list)  # one row per comparison of paired.json
+    heldout: list[dict] = field(default_factory=list)  # models with a held-out NLL
     histograms: dict[str, dict[str, int]] = field(default_factory=dict)
     kept: list[dict] = field(default_factory=list)
     lengths: list[dict] = field(default_factory=list)
@@ -50,7 +63,33 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def _optional_json(path: Path) -> dict | None:
+    return _read_json(path) if path.is_file() else None
+
+
+def _number(path: Path, value, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(path, f"{what}: expected a number, got {value!r:.40}")
+    return float(value)
+
+
+def lc_win_rates(directory: Path) -> dict[str, float | None]:
+    """models.<name>.lc_win_rate of length_controlled.json (the joint fit); {} where it has not run."""
+    path = directory / LENGTH_CONTROLLED
+    data = _optional_json(path)
+    if data is None:
+        return {}
+    models = data.get("models")
+    if not isinstance(models, dict):
+        raise InputError(path, "expected key 'models' (model -> {lc_win_rate, ...})")
+    return {m: _number(path, v.get("lc_win_rate") if isinstance(v, dict) else v, f"models.{m}.lc_win_rate")
+            for m, v in models.items()}
+
+
 def win_rate_rows(models: list[str], directory: Path) -> list[dict]:
+    lc = lc_win_rates(directory)
     rows = []
     for m in models:
         path = directory / f"{m}.json"
@@ -58,9 +97,52 @@ def win_rate_rows(models: list[str], directory: Path) -> list[dict]:
         if "win_rate" not in data:
             raise InputError(path, "no 'win_rate' key")
         rows.append({"model": m, **{k: data.get(k) for k in (
-            "win_rate", "lc_win_rate", "standard_error", "discrete_win_rate", "avg_length", "n_total", "reference",
-            "judge")}})
+            "win_rate", "standard_error", "discrete_win_rate")}, "lc_win_rate": lc.get(m),
+            **{k: data.get(k) for k in ("avg_length", "n_total", "reference", "judge")},
+            "heldout_nll": _number(path, data.get("heldout_nll"), "heldout_nll")})
     return rows
+
+
+def judge_check_data(directory: Path) -> dict | None:
+    path = directory / JUDGE_CHECK
+    data = _optional_json(path)
+    if data is not None and not isinstance(data.get("trustworthy"), bool):
+        raise InputError(path, "expected key 'trustworthy' (true or false)")
+    return data
+
+
+def paired_rows(models: list[str], directory: Path) -> list[dict]:
+    """The comparisons of paired.json whose two models are both configured, in eval.models order."""
+    path = directory / PAIRED
+    data = _optional_json(path)
+    if data is None:
+        return []
+    comparisons = data.get("comparisons")
+    if not isinstance(comparisons, dict):
+        raise InputError(path, "expected key 'comparisons' (name -> {a, b, win_rate, ci_low, ci_high, ...})")
+    rows = []
+    for name, c in comparisons.items():
+        if not isinstance(c, dict) or not {"a", "b", "win_rate", "ci_low", "ci_high"} <= set(c):
+            raise InputError(path, f"comparisons.{name}: expected keys a, b, win_rate, ci_low, ci_high")
+        if c["a"] in models and c["b"] in models:
+            rows.append({"comparison": name, "a": c["a"], "b": c["b"],
+                         **{k: _number(path, c[k], f"comparisons.{name}.{k}") for k in ("win_rate", "ci_low", "ci_high")},
+                         "n": c.get("n"), "excludes_50": c.get("excludes_50")})
+    return sorted(rows, key=lambda r: models.index(r["a"]))
+
+
+def judge_warning(check: dict | None) -> str | None:
+    """The line shown above the win rates when they cannot be trusted; None when the judge passed."""
+    if check is None:
+        return "The judge was not checked (no judge_check.json): treat the win rates with care."
+    if check["trustworthy"]:
+        return None
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    t = check.get("thresholds") or {}
+    return (f"Warning: the judge failed its check, so these win rates are not trustworthy: it preferred the intact "
+            f"answer in {fmt(check.get('discrimination'))} of {check.get('n')} pairs (needs "
+            f"{fmt(t.get('discrimination'))}) and kept its verdict when the order was swapped in "
+            f"{fmt(check.get('order_consistency'))} (needs {fmt(t.get('order_consistency'))}).")
 
 
 def curation_rows(iterations: list[str], directory: Path) -> tuple[dict[str, dict[str, int]], list[dict]]:
@@ -100,6 +182,10 @@ def length_rows(seed: Path, curated: Path, iterations: list[str]) -> list[dict]:
 def collect(models: list[str], iterations: list[str], paths: ReportPaths, *, labels: str = "",
             id_column: str = "segment_id", label_threshold: float = 5) -> ReportData:
     data = ReportData(win_rates=win_rate_rows(models, paths.eval_metrics))
+    data.judge_check = judge_check_data(paths.eval_metrics)
+    data.paired = paired_rows(models, paths.eval_metrics)
+    data.heldout = [{"model": r["model"], "heldout_nll": r["heldout_nll"]} for r in data.win_rates
+                    if r["heldout_nll"] is not None]
     data.histograms, data.kept = curation_rows(iterations, paths.curation_metrics)
     data.lengths = length_rows(paths.seed, paths.curated, iterations)
     if labels:
@@ -116,6 +202,8 @@ def write_plot_data(data: ReportData, directory: Path) -> None:
     write_json(data.win_rates, directory / "win_rate.json")
     write_json(data.kept, directory / "kept.json")
     write_json(data.lengths, directory / "lengths.json")
+    write_json(data.paired, directory / "paired.json")
+    write_json(data.heldout, directory / "heldout_nll.json")
     for it, hist in data.histograms.items():
         # an iteration name from params becomes a file name: it stays inside the plots directory
         write_json([{"score": b, "count": n} for b, n in hist.items()], inside(directory, "curation", f"{it}.json"))
@@ -128,7 +216,10 @@ def render_png(data: ReportData, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig, axes = plt.subplots(3, 2, figsize=(12, 12.5))
+    warning = judge_warning(data.judge_check)
+    if warning:
+        fig.suptitle("\n".join(textwrap.wrap(warning, 140)), color="darkred", fontsize=9)
     ax = axes[0, 0]
     models = [r["model"] for r in data.win_rates]
     x = np.arange(len(models))
@@ -179,7 +270,26 @@ def render_png(data: ReportData, path: Path) -> None:
     ax.set_ylabel("characters")
     ax.legend(fontsize=8)
 
-    fig.tight_layout()
+    ax = axes[2, 0]
+    px = np.arange(len(data.paired))
+    for i, r in enumerate(data.paired):
+        ax.errorbar(i, r["win_rate"], yerr=[[r["win_rate"] - r["ci_low"]], [r["ci_high"] - r["win_rate"]]],
+                    fmt="o", capsize=4, color="tab:green" if r["excludes_50"] else "tab:grey")
+    ax.axhline(50, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(px, [f"{r['a']} vs {r['b']}" for r in data.paired])
+    ax.set_xlim(-0.5, max(1, len(data.paired)) - 0.5)
+    ax.set_ylim(0, 100)
+    ax.set_title("Consecutive models head to head (95% paired bootstrap)" if data.paired
+                 else "Consecutive models head to head: none")
+    ax.set_ylabel("win rate of the later model, %")
+
+    ax = axes[2, 1]
+    if data.heldout:
+        ax.plot([r["model"] for r in data.heldout], [r["heldout_nll"] for r in data.heldout], "o-", color="tab:purple")
+    ax.set_title("Held-out seed answers: NLL per token" if data.heldout else "Held-out NLL: not measured")
+    ax.set_ylabel("nats per token (lower is better)")
+
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if warning else (0, 0, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
@@ -195,15 +305,30 @@ def _table(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _check_row(stats: dict) -> dict:
+    return {k: stats.get(k) for k in ("discrimination", "order_consistency", "first_slot_rate", "n")}
+
+
 def render_html(data: ReportData, path: Path, png_name: str) -> None:
     quality = [{"iteration": it, **q} for it, q in data.quality.get("iterations", {}).items()]
+    warning = judge_warning(data.judge_check)
+    warning_html = f'<p class="warning">{html.escape(warning)}</p>' if warning else ""
+    check = data.judge_check
+    check_html = "<p>not run</p>" if check is None else _table(
+        [{"degradation": "all", **_check_row(check)}]
+        + [{"degradation": k, **_check_row(v)} for k, v in (check.get("by_degradation") or {}).items()])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>humpback report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}</style></head>
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}
+.warning{{color:#8b0000;font-weight:bold}}</style></head>
 <body><h1>humpback evaluation report</h1>
-<img src="{html.escape(png_name)}" alt="win rates, curation scores, kept data, lengths" style="max-width:100%">
+{warning_html}
+<img src="{html.escape(png_name)}" alt="win rates, curation scores, kept data, lengths, paired comparisons, held-out NLL" style="max-width:100%">
 <h2>Win rates</h2>{_table(data.win_rates)}
+<h2>Judge check</h2>{check_html}
+<h2>Consecutive models head to head</h2>{_table(data.paired) if data.paired else "<p>no comparisons (one model, or the paired stage has not run)</p>"}
+<p>Win rate of a over b on the same prompts, both orders, with a 95% paired bootstrap interval over prompts; a claim that a beat b holds only where the interval excludes 50.</p>
 <h2>Curation per iteration</h2>{_table([{**r, **data.histograms.get(r["iteration"], {})} for r in data.kept])}
 <h2>Lengths (characters)</h2>{_table(data.lengths)}
 <h2>Curation quality vs labels</h2>{_table(quality) if quality else "<p>not configured (eval.curation_labels)</p>"}

@@ -3,7 +3,9 @@
 Small backward models often write something that is not a user's request: an echo of the text,
 a meta-instruction ("Write an instruction for this text"), the template's "Response:" label, an
 assistant's greeting instead of a user's request, a repetition loop. Every generated instruction is cleaned (quotes, "Instruction:" labels, chat
-artefacts) and then checked; a degenerate one is kept in the rejected table with its reason.
+artefacts) and then checked; a degenerate one is kept in the rejected table with its reason. So is
+an instruction that copies an eval prompt (`eval_prompt`, with the prompt's id) or is written in
+another language than its segment (`language`, with both detected languages).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import polars as pl
 
 from humpback.chunks import ENGINE_UNRECORDED, engine_settings, model_identity, process_in_chunks, record
 from humpback.config import at_most, param, seed_param
+from humpback.decontamination import ContaminationIndex, EvalText, describe, normalise_texts
 from humpback.engines.base import Engine
 from humpback.engines.config import EngineConfig
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.io import write_json, write_parquet
+from humpback.language import detect
 from humpback.prompts import PromptsConfig, backward_messages
 from humpback.readers import read_table
 from humpback.sampling import SamplingParams
@@ -75,6 +79,12 @@ class FilterConfig:
     max_echo_overlap: float = param(0.6, ge=0)  # above 1: off
     meta_patterns: list[str] = field(default_factory=lambda: list(META_PATTERNS))  # "meta_instruction"
     assistant_voice_patterns: list[str] = field(default_factory=lambda: list(ASSISTANT_VOICE_PATTERNS))
+    # "eval_prompt": the instruction equals an eval prompt (normalised: case, punctuation, spacing), holds a
+    # shorter one whole, or shares this many consecutive words with one; 0 = the equality only
+    eval_ngram: int = param(8, ge=0, le=64)
+    # "language": the instruction is detected in another language than its segment, with at least
+    # this probability (an instruction is short: a low probability is no evidence); above 1: off
+    min_language_prob: float = param(0.9, ge=0)
 
     def problems(self) -> list[tuple[str, str]]:
         """A pattern that is not a regular expression, or a minimum above its maximum, is a params
@@ -138,7 +148,8 @@ def clean_instruction(text: str | None) -> str:
 # degenerate filter
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-REASONS = ["empty", "too_long", "too_short", "mostly_non_alpha", "repetition", "meta_instruction", "assistant_voice", "echo"]
+REASONS = ["empty", "too_long", "too_short", "mostly_non_alpha", "repetition", "meta_instruction", "assistant_voice", "echo",
+           "eval_prompt", "language"]
 
 
 def _ngrams(words: list[str], n: int = 3) -> list[tuple[str, ...]]:
@@ -263,17 +274,66 @@ def generate_instructions(
     return process_in_chunks(segments, out, chunk, chunk_size=cfg.chunk_size, settings=settings, desc="augment")
 
 
-def filter_candidates(generated: pl.DataFrame, cfg: FilterConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Clean each instruction and split into (candidates, rejected-with-reason)."""
+class EvalPromptMatcher:
+    """Which eval prompt an instruction copies: equal after normalising, or sharing `eval_ngram` words."""
+
+    def __init__(self, texts: list[EvalText], cfg: FilterConfig):
+        prompts = [t for t in texts if t.field == "instruction"]
+        self.n = cfg.eval_ngram
+        self.index = ContaminationIndex(prompts, self.n) if self.n else None
+        self.equal = {}
+        for t, norm in zip(prompts, normalise_texts([t.text for t in prompts]), strict=True):
+            self.equal.setdefault(norm, t)
+
+    def check(self, instructions: list[str]) -> list[str | None]:
+        """The rejection detail of each instruction, or None."""
+        norm = normalise_texts(instructions)
+        out: list[str | None] = [f"{t.eval_id} instruction equal" if (t := self.equal.get(n)) else None for n in norm]
+        if self.index is not None:
+            for i, match in enumerate(self.index.check(pl.Series(norm, dtype=pl.String))):
+                if out[i] is None and match is not None:
+                    out[i] = describe(match, self.n)
+        return out
+
+
+def _eval_and_language(cleaned: list[str], outputs: list[str], reasons: list[str | None], cfg: FilterConfig,
+                       matcher: EvalPromptMatcher | None) -> list[str | None]:
+    """Details of the instructions that pass the degenerate filter but copy an eval prompt or change language
+    (their reasons are set in `reasons`)."""
+    details: list[str | None] = [None] * len(cleaned)
+    rest = [i for i, r in enumerate(reasons) if r is None]
+    if rest and matcher is not None:
+        for i, detail in zip(rest, matcher.check([cleaned[i] for i in rest]), strict=True):
+            if detail is not None:
+                reasons[i], details[i] = "eval_prompt", detail
+        rest = [i for i in rest if reasons[i] is None]
+    if rest and cfg.min_language_prob <= 1:
+        ins = detect([cleaned[i] for i in rest])
+        seg = detect([outputs[i] for i in rest])
+        for i, (lang, prob), (seg_lang, seg_prob) in zip(rest, ins, seg, strict=True):
+            if lang != seg_lang and prob >= cfg.min_language_prob:
+                reasons[i], details[i] = "language", f"{lang} {prob:.3f} (segment {seg_lang} {seg_prob:.3f})"
+    return details
+
+
+def filter_candidates(generated: pl.DataFrame, cfg: FilterConfig,
+                      eval_texts: list[EvalText] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Clean each instruction and split into (candidates, rejected-with-reason and detail).
+
+    `eval_texts`: an instruction that copies one of their eval prompts is rejected (`eval_prompt`)."""
     filt = DegenerateFilter(cfg)
     cleaned = [clean_instruction(r) for r in generated["raw_instruction"]]
-    reasons = [filt.reason(i, o) for i, o in zip(cleaned, generated["text"], strict=True)]
+    outputs = generated["text"].to_list()
+    reasons = [filt.reason(i, o) for i, o in zip(cleaned, outputs, strict=True)]
+    matcher = EvalPromptMatcher(eval_texts, cfg) if eval_texts else None
+    details = _eval_and_language(cleaned, outputs, reasons, cfg, matcher)
     df = generated.with_columns(
-        pl.Series("instruction", cleaned, dtype=pl.String), pl.Series("reason", reasons, dtype=pl.String)
+        pl.Series("instruction", cleaned, dtype=pl.String), pl.Series("reason", reasons, dtype=pl.String),
+        pl.Series("detail", details, dtype=pl.String),
     ).rename({"text": "output"})
     kept = df.filter(pl.col("reason").is_null()).select("segment_id", "instruction", "output", "header", "doc_id")
     rejected = df.filter(pl.col("reason").is_not_null()).select(
-        "segment_id", "instruction", "raw_instruction", "output", "header", "doc_id", "reason"
+        "segment_id", "instruction", "raw_instruction", "output", "header", "doc_id", "reason", "detail"
     )
     return kept, rejected
 
@@ -301,16 +361,18 @@ def augment_metrics(generated: pl.DataFrame, kept: pl.DataFrame, rejected: pl.Da
 def run_augment(
     segments_path: str | Path, engine: Engine, cfg: AugmentConfig, prompts: PromptsConfig, *,
     candidates_path: str | Path, rejected_path: str | Path, metrics_path: str | Path,
-    engine_cfg: EngineConfig, model_dir: str | Path,
+    engine_cfg: EngineConfig, model_dir: str | Path, eval_texts: list[EvalText] | None = None,
 ) -> dict:
-    """Segments -> cleaned, filtered candidate pairs; rejected rows and metrics beside them."""
+    """Segments -> cleaned, filtered candidate pairs; rejected rows and metrics beside them.
+
+    `eval_texts`: eval prompts no candidate instruction may copy (None: not checked)."""
     start = time.perf_counter()
     segments = load_segments(segments_path, cfg)
     # The chunk parts live beside the candidates file; the combined raw table is transient.
     raw_path = Path(candidates_path).with_name(".generated.parquet")
     generated = generate_instructions(segments, engine, cfg, prompts, raw_path, engine_cfg=engine_cfg,
                                       model_dir=model_dir)
-    kept, rejected = filter_candidates(generated, cfg.filter)
+    kept, rejected = filter_candidates(generated, cfg.filter, eval_texts)
     if kept.height:  # an empty candidates file would replace a previous good one just before the error
         write_parquet(kept, candidates_path)
     write_parquet(rejected, rejected_path)

@@ -65,6 +65,30 @@ class SourceConfig:
         return self.kind == "table" if self.allow_headerless is None else self.allow_headerless
 
 
+@dataclass
+class DecontaminationConfig:
+    # words a segment must share with an eval text to be dropped (the field uses 8 to 13); an eval text
+    # shorter than this counts when it appears whole; 0 = off
+    ngram: int = param(13, ge=0, le=64)
+    # files of reference answers besides the eval prompts file (JSONL/Parquet/AlpacaEval JSON with
+    # instruction and output columns); the eval file's own `output` column, where it has one, is always used
+    references: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [(f"references[{i}]", p) for i, path in enumerate(self.references) if (p := read_path_problem(path))]
+
+
+def language_problems(key: str, codes: list[str]) -> list[tuple[str, str]]:
+    """Codes the language identifier does not know, as problems() entries on `key`."""
+    if not codes:
+        return []
+    from humpback.language import known_languages
+
+    known = known_languages()
+    return [(f"{key}[{i}]", f"{excerpt(c)} is not a language code the identifier knows (ISO 639-1, e.g. en, de, fr)")
+            for i, c in enumerate(codes) if c not in known]
+
+
 def _default_sources() -> list[SourceConfig]:
     return [SourceConfig(kind="packages", path=DEFAULT_INVENTORY)]
 
@@ -97,9 +121,17 @@ class CorpusConfig:
     # row; a larger one is rejected (too_large; a JSONL line: line_too_long) after reading at most this many
     # bytes, so a decompression bomb costs this much memory, not its expansion
     max_record_bytes: int = param(16 << 20, ge=1)
+    # segments sharing a long word n-gram with an eval prompt or reference answer (reason `contaminated`)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    # segments detected in another language are rejected (reason `language`); ISO 639-1 codes, [] = any
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    # ... when the identifier gives that other language at least this probability (short or mixed
+    # segments get low probabilities and are kept)
+    min_language_prob: float = param(0.5, ge=0, le=1)
 
     def problems(self) -> list[tuple[str, str]]:
         out = [] if self.sources else [("sources", "empty: name at least one corpus source")]
+        out += language_problems("languages", self.languages)
         out += at_most("min_chars", "max_chars", self)
         if self.near_dedup and not out:
             out += _lsh_problem(self.minhash_threshold, self.minhash_num_perm)

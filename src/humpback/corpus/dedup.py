@@ -14,16 +14,14 @@ import numpy as np
 import polars as pl
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
+from humpback.decontamination import normalise  # noqa: F401  (one normalisation for dedup and decontamination)
+
 _HASH_SEED = 0x5EED
 _MASK32 = np.uint64(0xFFFFFFFF)
 # odd multipliers that combine the word hashes of one shingle (position-dependent)
 _COMBINE = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
                      0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9],
                     dtype=np.uint64)
-
-
-def normalise(text: pl.Expr) -> pl.Expr:
-    return text.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", " ").str.strip_chars()
 
 
 def text_hashes(norm: pl.Series) -> list[int]:

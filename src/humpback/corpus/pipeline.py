@@ -1,4 +1,5 @@
-"""Sources -> segments -> filters -> exact and near dedup -> segments.parquet + rejected.parquet, streaming.
+"""Sources -> segments -> filters -> exact and near dedup -> decontamination -> language ->
+segments.parquet + rejected.parquet, streaming.
 
 Documents are read as a generator and cut into segments; every `batch_size` segments become one
 polars frame that is filtered, deduplicated against everything kept so far and appended to the two
@@ -36,8 +37,10 @@ from humpback.corpus.segment import (
     segment_rst,
 )
 from humpback.corpus.sources import DocReject, Document, Skip, iter_source
+from humpback.decontamination import ContaminationIndex, EvalText, describe
 from humpback.errors import EmptyResultError
 from humpback.io import atomic_path
+from humpback.language import detect
 
 log = logging.getLogger("humpback.corpus")
 
@@ -130,9 +133,9 @@ def _batches(cfg: CorpusConfig, stats: _Stats) -> Iterator[tuple[dict[str, list]
         yield cols, doc_rejects
 
 
-def _process(cols: dict[str, list], cfg: CorpusConfig, exact: ExactDedup | None,
-             near: NearDedup | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Filter and deduplicate one batch: (kept, rejected) frames."""
+def _process(cols: dict[str, list], cfg: CorpusConfig, exact: ExactDedup | None, near: NearDedup | None,
+             contamination: ContaminationIndex | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Filter, deduplicate, decontaminate and language-check one batch: (kept, rejected) frames."""
     frame = pl.DataFrame(cols, schema={**{c: SEGMENT_SCHEMA[c] for c in _BATCH_COLUMNS[:-2]},
                                        "whole_doc": pl.Boolean, "headerless_ok": pl.Boolean})
     frame = frame.with_columns(n_chars=pl.col("text").str.len_chars().cast(pl.Int32))
@@ -153,6 +156,19 @@ def _process(cols: dict[str, list], cfg: CorpusConfig, exact: ExactDedup | None,
             for row, first in zip(rest, near.check(norm[rest], [ids[r] for r in rest]), strict=True):
                 if first is not None:
                     reasons[live[row]], details[live[row]] = "near_duplicate", f"near copy of {first}"
+    # after the dedup, so its indexes see exactly what they saw before; only survivors are checked
+    rest = [i for i, r in enumerate(reasons) if r is None]
+    if rest and contamination is not None:
+        norm = frame[rest].select(normalise(pl.col("text"))).to_series()
+        for i, match in zip(rest, contamination.check(norm), strict=True):
+            if match is not None:
+                reasons[i], details[i] = "contaminated", describe(match, contamination.n)
+        rest = [i for i in rest if reasons[i] is None]
+    if rest and cfg.languages:
+        allowed = set(cfg.languages)
+        for i, (lang, prob) in zip(rest, detect(frame["text"].gather(rest).to_list()), strict=True):
+            if lang not in allowed and prob >= cfg.min_language_prob:
+                reasons[i], details[i] = "language", f"{lang} {prob:.3f}"
     frame = frame.with_columns(pl.Series("reason", reasons, dtype=pl.String),
                                pl.Series("detail", details, dtype=pl.String))
     kept = frame.filter(pl.col("reason").is_null()).select(list(SEGMENT_SCHEMA))
@@ -171,21 +187,25 @@ def _doc_reject_frame(rejects: list[DocReject]) -> pl.DataFrame:
 
 
 def prepare_corpus(cfg: CorpusConfig, segments_path: str | Path, rejected_path: str | Path,
-                   timings: dict | None = None) -> dict:
+                   timings: dict | None = None, eval_texts: list[EvalText] | None = None) -> dict:
     """Run the whole preparation; write both Parquet files atomically and return the metrics.
 
+    `eval_texts`: the eval prompts and reference answers no kept segment may share an n-gram with
+    (`corpus.decontamination`); None = no decontamination.
     `timings`, when given, receives seconds, cpu_seconds (all threads) and segments_per_second.
     """
     start, start_cpu = time.perf_counter(), time.process_time()
     stats = _Stats()
     exact = ExactDedup() if cfg.exact_dedup else None
     near = NearDedup(cfg.minhash_num_perm, cfg.minhash_threshold, cfg.shingle_size, cfg.seed) if cfg.near_dedup else None
+    ngram = cfg.decontamination.ngram
+    contamination = ContaminationIndex(eval_texts, ngram) if eval_texts is not None and ngram > 0 else None
     kept_schema = pl.DataFrame(schema=SEGMENT_SCHEMA).to_arrow().schema
     rejected_schema = pl.DataFrame(schema=REJECTED_SCHEMA).to_arrow().schema
     with atomic_path(segments_path) as seg_tmp, atomic_path(rejected_path) as rej_tmp, \
             pq.ParquetWriter(seg_tmp, kept_schema) as kept_out, pq.ParquetWriter(rej_tmp, rejected_schema) as rej_out:
         for cols, doc_rejects in _batches(cfg, stats):
-            kept, rejected = _process(cols, cfg, exact, near)
+            kept, rejected = _process(cols, cfg, exact, near, contamination)
             if doc_rejects:
                 rejected = pl.concat([_doc_reject_frame(doc_rejects), rejected])
                 stats.docs_rejected += len(doc_rejects)
@@ -221,6 +241,9 @@ def prepare_corpus(cfg: CorpusConfig, segments_path: str | Path, rejected_path: 
         "rejected": dict(sorted(stats.rejected.items())),
         "skipped_records": dict(sorted(stats.skipped.items())),
         "mean_chars_kept": round(stats.kept_chars / n_kept, 1),
+        "decontamination": {"ngram": ngram if contamination else 0, "eval_texts": len(eval_texts or []),
+                            "patterns": len(contamination) if contamination else 0},
+        "languages": list(cfg.languages),
     }
 
 

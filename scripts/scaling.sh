@@ -5,8 +5,9 @@
 #
 # Each size queues `dvc exp run -S ++iterations.it2.select.sample=N`: a seeded random N of the last
 # iteration's curated pairs, trained for the paper's steps at its batch for N (Table 18); only
-# select@it2 and what follows re-run, A^(1), M1 and the scores come from the DVC cache. The queue runs one
-# experiment at a time (JOBS=1; raise it only with the memory for several trainings). When it is
+# select@it2, train@it2 and its evaluation re-run, A^(1), M1 and the scores come from the DVC cache
+# (tests/test_ablations.py checks it). The queue runs one experiment at a time (JOBS=1; raise it
+# only with the memory for several trainings). When it is
 # empty, the points are read out of `dvc exp show --json` and fitted:
 #   metrics/scaling.json      [{name, rev, N, win_rate}, ...]
 #   metrics/scaling_fit.json  {alpha, C, r2, n_points, points}

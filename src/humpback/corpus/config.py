@@ -96,7 +96,7 @@ def _default_sources() -> list[SourceConfig]:
 @dataclass
 class CorpusConfig:
     sources: list[SourceConfig] = field(default_factory=_default_sources)  # default: READMEs of the locked runtime set
-    # length bounds in characters of the cleaned segment text (paper: 600-3000)
+    # length bounds in characters of the cleaned segment text (the paper states no bounds)
     min_chars: int = param(400, ge=1)
     max_chars: int = param(3000, ge=1)
     # header heuristics

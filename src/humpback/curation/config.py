@@ -1,6 +1,7 @@
 """Params of the two self-curation stages: `score` (the previous model rates every candidate) and
 `select` (keep the pairs rated at or above a threshold). Separate sections, so that a new
-threshold re-runs only `select@itN` and M0's scores come from the DVC cache."""
+threshold never re-runs `score@it1`: M0's scores come from the DVC cache (the selection, the models
+trained on it, the later iterations' scores and the evaluation re-run; tests/test_ablations.py)."""
 
 from __future__ import annotations
 

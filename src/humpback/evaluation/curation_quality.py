@@ -1,7 +1,8 @@
 """Curation quality: precision and recall of a selection against a stronger judge's labels.
 
-The paper compares how well M0 and M1 pick good pairs (precision/recall against GPT-4 labels);
-here the labels are any file of <id> -> label (bool/0/1) or score (>= threshold = good).
+The paper reports the precision and recall of M0's and M1's selections against labels of good
+pairs; here the labels are any file of <id> -> label (bool/0/1) or score (>= threshold = good),
+e.g. from a stronger judge or a person.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dvc_stage
 import polars as pl
 import pytest
 from ruamel.yaml import YAML
 
-import dvc_stage
 from humpback.augment import FilterConfig, filter_candidates
 from humpback.config import load_section
 from humpback.corpus import CorpusConfig, SourceConfig, prepare_corpus

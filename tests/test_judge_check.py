@@ -139,6 +139,23 @@ def test_ideal_judge_passes():
     assert run_check(OracleJudge(), min_discrimination=1.0, min_order_consistency=1.0)["trustworthy"]
 
 
+class LeaningOracle(OracleJudge):
+    """Knows the better answer, but leans to slot 1 so hard that it keeps it there when the intact
+    answer sits in slot 2: P(slot 1) = 0.95 with the intact answer first, 0.6 with it second."""
+
+    def logprobs(self, messages, choices):
+        instruction, a, _ = slots(messages)
+        p = 0.95 if a == ANSWERS[int(instruction.split()[-1])] else 0.6
+        return {choices[0]: math.log(p), choices[1]: math.log(1 - p)}
+
+
+def test_a_judge_that_discriminates_but_flips_with_the_order_is_not_trustworthy():
+    m = run_check(LeaningOracle())
+    assert m["discrimination"] == 1 and m["order_consistency"] == 0 and m["first_slot_rate"] == 1
+    assert m["mean_p_intact"] == pytest.approx((0.95 + 0.4) / 2)
+    assert m["trustworthy"] is False
+
+
 def test_no_pairs_is_not_trustworthy():
     m = run_check(FirstSlotJudge(), answers=["a b", "c"])  # too short to cut or shuffle; other_prompt only
     assert m["n"] == 2

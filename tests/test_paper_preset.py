@@ -129,7 +129,8 @@ def test_paper_preset_runs_every_stage_to_the_report(paper_run):
     ws, ran, server = paper_run
     expected = {"base_model", "seed", "corpus", "train_backward", "train_m0", "augment", "report",
                 *(f"{s}@{it}" for s in ("score", "select", "train") for it in ("it1", "it2")),
-                *(f"{s}@{m}" for s in ("generate", "judge") for m in ("m0", "it1", "it2"))}
+                *(f"{s}@{m}" for s in ("generate", "judge") for m in ("m0", "it1", "it2")),
+                "judge_check", "paired"}
     assert ran == expected
     # a pretrained-style base: no chat template, no pad token -> our plain format, saved with each model
     assert json.loads((ws / "models/base/humpback_model.json").read_text())["source"] == "tiny"

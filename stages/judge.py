@@ -1,15 +1,18 @@
 """Stage judge@<model>: pairwise judgement of the model's answers against the reference, both orders.
 
 Writes one row per prompt with both orders' verdicts to --out (resumable in chunks) and the win
-rates to --metrics.
+rates to --metrics, with the model's held-out NLL (--heldout, from heldout@<model>) merged in. The
+length-controlled win rate is not here: it is fitted over all models at once by the
+length_controlled stage (metrics/eval/length_controlled.json).
 """
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
 from humpback.config import load_section
-from humpback.errors import EmptyResultError
+from humpback.errors import EmptyResultError, InputError
 from humpback.evaluation import loading
 from humpback.evaluation.inputs import load_outputs
 from humpback.evaluation.judge import PairwiseJudge, judge_in_chunks, pair_outputs, summarise
@@ -29,9 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--judge-model", required=True, help="the local judge's directory (unused with judge.base_url)")
     ap.add_argument("--out", required=True, help="judgements, Parquet")
     ap.add_argument("--metrics", required=True, help="win rates, JSON")
+    ap.add_argument("--heldout", required=True, help="the model's held-out NLL, data/eval/heldout/<model>.json")
     args = ap.parse_args(argv)
     cfg = load_section("judge", args.params)
     name = Path(args.outputs).stem
+    heldout = read_heldout(args.heldout)  # a bad file fails before any judging
 
     outputs = read_table(args.outputs, columns=["prompt_id", "category", "instruction", "output"])
     ref_path = Path(args.reference)
@@ -54,10 +59,38 @@ def main(argv: list[str] | None = None) -> None:
         if engine is not None:
             engine.close()
     metrics = summarise(judgements, judge=judge_name, reference=ref_path.stem, n_missing_reference=missing)
-    write_json(metrics, args.metrics)
-    log.info("%s vs %s: win rate %.1f (LC %s), %d unparsed verdicts", name, ref_path.stem, metrics["win_rate"],
-             f"{metrics['lc_win_rate']:.1f}" if metrics["lc_win_rate"] is not None else "n/a",
+    # a per-model fit with an intercept alone is not AlpacaEval's LC: the joint one is in length_controlled.json
+    metrics.pop("lc_win_rate", None)
+    write_json({**metrics, **heldout}, args.metrics)
+    log.info("%s vs %s: win rate %.1f, %d unparsed verdicts", name, ref_path.stem, metrics["win_rate"],
              metrics["unparsed_verdicts"])
+
+
+def read_heldout(path: str) -> dict:
+    """The HELDOUT_KEYS of heldout@<model>'s JSON (all null when the file does not exist); a malformed
+    or incomplete file is an InputError naming it."""
+    p = Path(path)
+    if not p.exists():  # DVC never runs judge@ without it (a dep); a hand-run stage may lack it
+        log.warning("%s: not found (heldout@ has not run); the held-out numbers are null", p)
+        return dict.fromkeys(HELDOUT_KEYS)
+    if not p.is_file():
+        raise InputError(p, "not a file")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(p, f"not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(p, f"expected a JSON object, got {type(data).__name__}")
+    if (absent := [k for k in HELDOUT_KEYS if k not in data]):
+        raise InputError(p, f"missing key(s) {', '.join(absent)}")
+    for key in HELDOUT_KEYS:
+        value, number = data[key], (int, float) if key == "heldout_nll" else (int,)
+        if isinstance(value, bool) or not (isinstance(value, number) or (value is None and key == "heldout_nll")):
+            raise InputError(p, f"'{key}' must be a number{' or null' if key == 'heldout_nll' else ''}, got {value!r:.40}")
+    return {k: data[k] for k in HELDOUT_KEYS}
+
+
+HELDOUT_KEYS = ("heldout_nll", "heldout_tokens", "heldout_n")
 
 
 if __name__ == "__main__":

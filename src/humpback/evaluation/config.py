@@ -79,6 +79,9 @@ class EvalConfig:
     curation_id_column: str = "segment_id"
     curation_label_threshold: int = param(5, ge=1, le=5)
     paired: PairedConfig = field(default_factory=PairedConfig)  # consecutive models head to head
+    # Length-controlled win rate (stage length_controlled): sklearn's C of the joint GLM, the inverse
+    # strength of the L2 penalty on the length slopes and the instruction difficulties.
+    lc_regularization: float = param(10.0, gt=0, le=1e6)
 
     def problems(self) -> list[tuple[str, str]]:
         """dvc.yaml makes a generate@ and a judge@ stage of every model (its name in their paths and

@@ -27,6 +27,7 @@ UNRECORDED = {
     "eval.curation_labels": _REPORT,
     "eval.curation_id_column": _REPORT,
     "eval.curation_label_threshold": _REPORT,
+    "eval.lc_regularization": "read by the length_controlled stage only",
     "prompts.seed_tag": "a training tag; the answering prompt is prompts.inference_system",
     "prompts.augmented_tag": "a training tag; the answering prompt is prompts.inference_system",
     "prompts.backward_template": "not in the answering prompt",

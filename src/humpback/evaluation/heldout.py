@@ -1,0 +1,51 @@
+"""Held-out likelihood: the mean negative log-likelihood per answer token of the held-out human
+answers (data/prepared/heldout.parquet) under one model.
+
+Each pair is prompted as the model is at eval time (the inference system prompt, the model's chat
+format) and tokenised by the training code itself (`training.data.tokenize_example`), so the tokens
+scored are exactly those training would put the loss on: the reply and its end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import torch
+
+from humpback.prompts import forward_messages
+from humpback.training.data import IGNORE, Collator, TokenizeStats, tokenize_example
+
+EMPTY = {"heldout_nll": None, "heldout_ppl": None, "heldout_tokens": 0, "heldout_n": 0, "heldout_dropped": 0}
+
+
+def heldout_nll(model, tokenizer, pairs: pl.DataFrame, *, system: str, max_seq_len: int,
+                batch_size: int = 16) -> dict:
+    """{"heldout_nll": mean NLL (nats) per answer token, "heldout_ppl", "heldout_tokens", "heldout_n"
+    (pairs scored), "heldout_dropped" (pairs whose prompt leaves no room in max_seq_len)}. No pairs:
+    nulls and zero counts."""
+    stats = TokenizeStats()
+    items = [t for ins, out in zip(pairs["instruction"], pairs["output"], strict=True)
+             if (t := tokenize_example(tokenizer, forward_messages(system, ins, out), max_seq_len, stats)) is not None]
+    dropped = sum(stats.dropped.values())
+    if not items:
+        return {**EMPTY, "heldout_dropped": dropped}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collate = Collator(pad)
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    order = sorted(range(len(items)), key=lambda i: -len(items[i].input_ids))  # similar lengths: less padding
+    with torch.inference_mode():
+        for start in range(0, len(order), max(1, batch_size)):
+            batch = collate([items[i] for i in order[start:start + batch_size]])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            # token t is predicted from the logits at t - 1; the loss in float32 whatever the weights
+            targets = batch["labels"][:, 1:]
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
+                                                    ignore_index=IGNORE, reduction="sum")
+            total += float(nll)
+            tokens += int((targets != IGNORE).sum())
+    mean = total / tokens
+    return {"heldout_nll": mean, "heldout_ppl": math.exp(mean), "heldout_tokens": tokens,
+            "heldout_n": len(items), "heldout_dropped": dropped}

@@ -49,22 +49,24 @@ def detect(texts: list[str], max_bytes: int = MAX_BYTES) -> list[tuple[str, floa
     data = [_encode(t, max_bytes) for t in texts]
     lengths = np.array([len(d) for d in data], dtype=np.int64)
     width = max(int(lengths.max()), 1)
-    buf = np.zeros((len(data), width), dtype=np.int64)
+    buf = np.zeros((len(data), width), dtype=np.uint8)
     for i, d in enumerate(data):
         buf[i, : len(d)] = np.frombuffer(d, dtype=np.uint8)
     nextmove, rowbase, output, table = _model_arrays()
     state = np.zeros(len(data), dtype=np.int64)
-    rows, feats = [], []
+    found = np.empty((width, len(data)), dtype=np.int64)  # the feature each step emits; -1: none
     for pos in range(width):  # one step of every text's automaton walk; past a text's end it is ignored
         state = nextmove[rowbase[state] + buf[:, pos]]
-        f = output[state]
-        hit = np.flatnonzero((f >= 0) & (lengths > pos))
-        rows.append(hit)
-        feats.append(f[hit])
-    r, f = np.concatenate(rows), np.concatenate(feats)
-    counts = sparse.csr_matrix((np.ones(r.size, dtype=np.float32), (r, f)), shape=(len(data), table.shape[0]))
-    counts.sum_duplicates()
-    np.log1p(counts.data, out=counts.data)
+        found[pos] = np.where(lengths > pos, output[state], -1)
+    # count each text's features: sort every text's row, then run lengths of (text, feature) keys
+    rows_sorted = np.sort(found.T, axis=1)
+    n_feat = table.shape[0]
+    keys = (np.arange(len(data), dtype=np.int64)[:, None] * n_feat + rows_sorted).ravel()[rows_sorted.ravel() >= 0]
+    starts = np.flatnonzero(np.diff(keys, prepend=-1))
+    counts_of = np.diff(np.append(starts, keys.size)).astype(np.float32)
+    text_of, feat_of = np.divmod(keys[starts], n_feat)
+    indptr = np.searchsorted(text_of, np.arange(len(data) + 1))
+    counts = sparse.csr_matrix((np.log1p(counts_of), feat_of, indptr), shape=(len(data), n_feat))
     scores = np.asarray(counts @ table, dtype=np.float32) + np.asarray(ident.nb_pc, dtype=np.float32)
     scores[np.diff(counts.indptr) == 0] = 0.0  # py3langid: a featureless text is uniform (it abstains)
     scores *= (1.0 / np.sqrt(np.maximum(lengths, 1))).astype(np.float32)[:, None]  # its length temperature
@@ -81,5 +83,7 @@ def detect(texts: list[str], max_bytes: int = MAX_BYTES) -> list[tuple[str, floa
 @functools.lru_cache(maxsize=1)
 def _model_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ident = identifier()
-    return (np.asarray(ident.tk_nextmove, dtype=np.int64), np.asarray(ident._rowbase, dtype=np.int64),
-            np.asarray(ident.tk_output, dtype=np.int64), np.asarray(ident.nb_ptc, dtype=np.float32))
+    moves = ident.tk_nextmove  # an array.array of ~10M states: viewed, not copied
+    nextmove = np.frombuffer(moves, dtype=np.dtype(moves.typecode)) if hasattr(moves, "typecode") else np.asarray(moves)
+    return (nextmove, np.asarray(ident._rowbase, dtype=np.int64), np.asarray(ident.tk_output, dtype=np.int64),
+            np.asarray(ident.nb_ptc, dtype=np.float32))

@@ -20,8 +20,8 @@ import pytest
 from humpback.config import validate_all
 
 ROOT = Path(__file__).resolve().parents[1]
-# the eval of the trained models, and the consecutive comparisons their answers feed
-EVAL = {f"{s}@{m}" for s in ("generate", "judge") for m in ("it1", "it2")} | {"paired"}
+# the eval of the trained models, and the consecutive comparisons and the joint LC fit their answers feed
+EVAL = {f"{s}@{m}" for s in ("generate", "judge", "heldout") for m in ("it1", "it2")} | {"paired", "length_controlled"}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,8 @@ def test_no_change_makes_nothing_stale(workspace):
 ])
 def test_a_selection_change_for_it2_reruns_it2_and_what_follows_only(workspace, set_param):
     stale = stale_after(workspace, set_param)
-    assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "paired", "report"}
+    assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "heldout@it2", "paired", "length_controlled",
+                     "report"}
     # A^(1), M1 and M1's scores come from the cache: a new it2 threshold never re-runs a score stage
     assert not stale & {"score@it1", "score@it2", "select@it1", "train@it1"}
 
@@ -108,19 +109,20 @@ def test_a_train_override_for_it2_never_reruns_scoring(workspace):
     stale = stale_after(workspace, "++iterations.it2.train.max_steps=5")
     # select@it2 declares the whole iterations.it2 (DVC rejects a declared key that may be missing,
     # such as iterations.it2.select), so it re-runs too: cheap, and its output is unchanged
-    assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "paired", "report"}
+    assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "heldout@it2", "paired", "length_controlled",
+                     "report"}
 
 
 def test_the_inference_system_prompt_reruns_generation_judging_and_report_only(workspace):
     stale = stale_after(workspace, "prompts.inference_system='Answer briefly.'")
-    assert stale == {f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")} | {
-        "judge_check", "paired", "report"}
+    assert stale == {f"{s}@{m}" for s in ("generate", "judge", "heldout") for m in ("base", "m0", "it1", "it2")} | {
+        "judge_check", "paired", "length_controlled", "report"}
 
 
 # Every variant of `humpback ablations` (the grid a user queues), with what it must re-run.
 _RESELECT = {"select@it1", "select@it2", "train@it1", "train@it2", "score@it2", *EVAL, "report"}
-_INFERENCE = {f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")} | {
-        "judge_check", "paired", "report"}
+_INFERENCE = {f"{s}@{m}" for s in ("generate", "judge", "heldout") for m in ("base", "m0", "it1", "it2")} | {
+        "judge_check", "paired", "length_controlled", "report"}
 GRID_STALE = {
     "baseline": set(),
     "no_curation": _RESELECT,
@@ -133,7 +135,8 @@ GRID_STALE = {
     "inference_seed_tag": _INFERENCE,
     "inference_web_tag": _INFERENCE,
     "inference_no_tag": _INFERENCE,
-    "scale_800": {"select@it2", "train@it2", "generate@it2", "judge@it2", "paired", "report"},
+    "scale_800": {"select@it2", "train@it2", "generate@it2", "judge@it2", "heldout@it2", "paired",
+                  "length_controlled", "report"},
 }
 
 

@@ -70,7 +70,8 @@ def test_the_grid_follows_the_params_it_is_written_against(params):
 
 def test_table_from_exp_show():
     def exp(name, win, se, kept1, kept2):
-        metrics = {"metrics/eval/it2.json": {"data": {"win_rate": win, "standard_error": se, "lc_win_rate": win + 1}},
+        metrics = {"metrics/eval/it2.json": {"data": {"win_rate": win, "standard_error": se}},
+                   "metrics/eval/length_controlled.json": {"data": {"models": {"it2": {"lc_win_rate": win + 1}}}},
                    "metrics/eval/m0.json": {"data": {"win_rate": 40.0}},
                    "metrics/curation/it1.json": {"data": {"kept": kept1}},
                    "metrics/curation/it2.json": {"data": {"kept": kept2}}}

@@ -20,6 +20,7 @@ ALL_STAGES = {
     "params", "base_model", "seed", "corpus", "train_backward", "train_m0", "augment",
     *(f"{s}@{it}" for s in ("score", "select", "train") for it in ("it1", "it2")),
     *(f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")),
+    *(f"heldout@{m}" for m in ("base", "m0", "it1", "it2")), "length_controlled",
     "judge_check", "paired",
     "report",
 }
@@ -56,8 +57,15 @@ def test_full_dag_produces_every_artifact(workspace):
         assert curation["kept"] > 0
     for model in ("base", "m0", "it1", "it2"):
         metrics = json.loads((ws / f"metrics/eval/{model}.json").read_text())
-        for key in ("win_rate", "standard_error", "discrete_win_rate", "n_wins", "n_draws", "n_losses", "lc_win_rate"):
+        for key in ("win_rate", "standard_error", "discrete_win_rate", "n_wins", "n_draws", "n_losses"):
             assert key in metrics
+        assert "lc_win_rate" not in metrics  # the joint fit's, in length_controlled.json
+        # the held-out answers (seed.heldout of the bundled pairs) scored by every model
+        assert metrics["heldout_n"] == 16 and metrics["heldout_tokens"] > 0 and metrics["heldout_nll"] > 0
+    lc = json.loads((ws / "metrics/eval/length_controlled.json").read_text())
+    assert set(lc["models"]) == {"base", "m0", "it1", "it2"} and lc["reference"] == "base"
+    assert lc["models"]["base"]["lc_win_rate"] == pytest.approx(50, abs=0.5)
+    assert pl.read_parquet(ws / "data/prepared/heldout.parquet").height == 16
     assert (ws / "metrics/report/report.png").stat().st_size > 10_000
     # the LoRA models are adapters over models/base, not copies of it
     assert (ws / "models/it2/adapter_config.json").is_file()

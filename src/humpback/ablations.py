@@ -160,7 +160,8 @@ def table(exp_show: list, grid: list[Variant], last: str) -> list[dict]:
         rows.append({
             "variant": v.name, "paper": v.paper, "overrides": list(v.overrides),
             "win_rate": _metric(metrics, final, "win_rate"), "standard_error": _metric(metrics, final, "standard_error"),
-            "lc_win_rate": _metric(metrics, final, "lc_win_rate"),
+            # the joint length-controlled fit of the variant's run (stage length_controlled)
+            "lc_win_rate": _metric(metrics, "metrics/eval/length_controlled.json", f"models.{last}.lc_win_rate"),
             "m0_win_rate": _metric(metrics, "metrics/eval/m0.json", "win_rate"),
             "kept": {k.rsplit("/", 1)[-1].removesuffix(".json"): (m.get("data") or {}).get("kept")
                      for k, m in sorted(metrics.items()) if k.startswith("metrics/curation/")},

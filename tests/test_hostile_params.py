@@ -169,7 +169,7 @@ def test_the_report_writes_no_file_outside_its_plots_directory(tmp_path):
 # with one hostile iteration name: each refuses with one line before it writes anything.
 STAGES = [("params", None), ("base_model", None), ("seed", None), ("corpus", None), ("train_backward", None),
           ("train_m0", None), ("augment", None), ("score", "it1"), ("select", "it1"), ("train", "it1"),
-          ("generate", "base"), ("judge", "base"), ("report", None)]
+          ("generate", "base"), ("judge", "base"), ("judge_check", None), ("paired", None), ("report", None)]
 
 
 def test_the_stage_list_is_every_stage_of_dvc_yaml():
@@ -203,7 +203,7 @@ def test_every_stage_script_refuses_a_hostile_iteration_name(tmp_path, monkeypat
         assert "not a safe iteration name" in errors[0], errors
         assert sorted(p.name for p in ws.iterdir()) == ["params.yaml"], f"{stage} wrote before refusing"
     assert not list(outside.iterdir())
-    ledger.hostile("names", "iteration name with ; under each of the 13 stage scripts",
+    ledger.hostile("names", f"iteration name with ; under each of the {len(STAGES)} stage scripts",
                    f"exit 2 in every one, {_no_tmp(errors[0])}")
 
 

@@ -39,13 +39,24 @@ def heldout_nll(model, tokenizer, pairs: pl.DataFrame, *, system: str, max_seq_l
         for start in range(0, len(order), max(1, batch_size)):
             batch = collate([items[i] for i in order[start:start + batch_size]])
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            # token t is predicted from the logits at t - 1; the loss in float32 whatever the weights
+            # token t is predicted from position t - 1; only the labelled positions go through the
+            # output layer (the prompt's and the padding's vocabulary-wide logits are never built)
             targets = batch["labels"][:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
-                                                    ignore_index=IGNORE, reduction="sum")
-            total += float(nll)
-            tokens += int((targets != IGNORE).sum())
+            scored = targets != IGNORE
+            logits = _labelled_logits(model, batch, scored)
+            # the loss in float32 whatever the weights
+            total += float(torch.nn.functional.cross_entropy(logits.float(), targets[scored], reduction="sum"))
+            tokens += int(scored.sum())
     mean = total / tokens
     return {"heldout_nll": mean, "heldout_ppl": math.exp(mean), "heldout_tokens": tokens,
             "heldout_n": len(items), "heldout_dropped": dropped}
+
+
+def _labelled_logits(model, batch: dict, scored: torch.Tensor) -> torch.Tensor:
+    """The logits at the positions `scored` (of the inputs less the last token), one row each."""
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    if decoder is None or head is None:  # an architecture without the split: the full logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return logits[:, :-1][scored]
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    return head(hidden[:, :-1][scored])

@@ -74,8 +74,10 @@ def length_feature(lengths: np.ndarray, ref_lengths: np.ndarray) -> np.ndarray:
 
 
 def lc_win_rate(preferences: Sequence[float], lengths: Sequence[float], ref_lengths: Sequence[float]) -> float:
-    """Length-controlled win rate: logistic regression of the preference on the length feature plus an
-    intercept, predicted with the length term at 0, i.e. 100 * sigmoid(intercept).
+    """Length-controlled win rate of one model alone: logistic regression of the preference on the
+    length feature plus an intercept, predicted with the length term at 0, i.e. 100 * sigmoid(intercept).
+    Not what the pipeline reports: without a per-instruction difficulty it cannot tell a hard prompt
+    from a length effect; the reported LC is the joint fit of humpback.evaluation.length_controlled.
 
     Soft preferences are fitted as two weighted rows per prompt: target 1 with weight p-1 and target 0
     with weight 2-p, so the fit maximises the same likelihood as the soft targets themselves.

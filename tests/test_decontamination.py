@@ -57,7 +57,8 @@ def test_a_segment_quoting_an_eval_prompt_is_rejected_with_its_id(tmp_path):
     assert detail.startswith("helpful-07 instruction 13-gram: explain how a refrigerator keeps food cold")
     assert "clean" not in _reasons(rej)
     assert m["rejected"] == {"contaminated": 1} and m["segments_kept"] == 2
-    assert m["decontamination"] == {"ngram": 13, "eval_texts": 2, "patterns": 12 + 1}  # 24 words: 12 13-grams; 11 words: whole
+    # 24 words: 12 13-grams; 12 words: the whole text
+    assert m["decontamination"] == {"ngram": 13, "eval_texts": 2, "patterns": 12 + 1, "rejected": 1}
 
 
 @pytest.mark.parametrize("shared, rejected", [(12, False), (13, True)])
@@ -109,7 +110,7 @@ def test_no_eval_texts_or_ngram_0_checks_nothing(tmp_path):
     m, rej = _corpus(tmp_path, docs, _texts(("p1", PROMPT)), decontamination=DecontaminationConfig(ngram=0))
     assert rej.height == 0 and m["decontamination"]["ngram"] == 0
     m, rej = _corpus(tmp_path, docs, None)
-    assert rej.height == 0 and m["decontamination"] == {"ngram": 0, "eval_texts": 0, "patterns": 0}
+    assert rej.height == 0 and m["decontamination"] == {"ngram": 0, "eval_texts": 0, "patterns": 0, "rejected": 0}
 
 
 def _generated(rows: list[tuple[str, str]]) -> pl.DataFrame:

@@ -54,7 +54,8 @@ def test_a_german_page_is_rejected_and_an_english_page_kept(tmp_path):
     assert rej.select("doc_id", "reason").rows() == [("german.html", "language")]
     lang, prob = rej["detail"][0].split()
     assert lang == "de" and float(prob) > 0.99
-    assert m["rejected"] == {"language": 1} and m["languages"] == ["en"]
+    assert m["rejected"] == {"language": 1}
+    assert m["language"] == {"allowed": ["en"], "min_prob": 0.5, "rejected": 1}
     # any language, or German allowed: both kept
     for languages in ([], ["en", "de"]):
         cfg = CorpusConfig(sources=[SourceConfig(kind="html", path=str(site))], min_chars=200, languages=languages)

@@ -241,9 +241,12 @@ def prepare_corpus(cfg: CorpusConfig, segments_path: str | Path, rejected_path: 
         "rejected": dict(sorted(stats.rejected.items())),
         "skipped_records": dict(sorted(stats.skipped.items())),
         "mean_chars_kept": round(stats.kept_chars / n_kept, 1),
+        # what the eval-set and language checks did (their rejections are also under "rejected")
         "decontamination": {"ngram": ngram if contamination else 0, "eval_texts": len(eval_texts or []),
-                            "patterns": len(contamination) if contamination else 0},
-        "languages": list(cfg.languages),
+                            "patterns": len(contamination) if contamination else 0,
+                            "rejected": stats.rejected.get("contaminated", 0)},
+        "language": {"allowed": list(cfg.languages), "min_prob": cfg.min_language_prob,
+                     "rejected": stats.rejected.get("language", 0)},
     }
 
 

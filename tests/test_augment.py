@@ -287,3 +287,25 @@ def test_stage_script_missing_model_is_a_clear_error(tmp_path, monkeypatch, caps
         dvc_stage.run("augment", None, "--segments", str(seg))
     assert e.value.code == 2
     assert "models/backward: backward model not found" in capsys.readouterr().err
+
+
+def test_stage_script_rejects_instructions_that_copy_an_eval_prompt(tmp_path, monkeypatch):
+    seg = _segments(tmp_path, 20)
+    (tmp_path / "models" / "backward").mkdir(parents=True)
+    (tmp_path / "data/eval").mkdir(parents=True)
+    # the fake model asks "Tell me about subject<i>, variant <seed>.": prompts for the even subjects share 4 words
+    (tmp_path / "data/eval/prompts.jsonl").write_text("".join(
+        json.dumps({"id": f"p-{i}", "instruction": f"Please tell me about subject{i} in detail."}) + "\n"
+        for i in range(0, 20, 2)))
+    (tmp_path / "params.yaml").write_text("augment:\n  max_segments: 0\n  chunk_size: 8\n  filter: {eval_ngram: 4}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loader, "load_engine", lambda model, cfg: FakeBackward())
+    dvc_stage.run("augment", None, "--segments", str(seg))
+    rej = pl.read_parquet(tmp_path / "data/augmented/rejected.parquet").filter(reason="eval_prompt")
+    subjects = [int(s[1:]) for s in rej["segment_id"]]
+    assert subjects and all(i % 2 == 0 for i in subjects)
+    assert rej["detail"].to_list() == [f"p-{i} instruction 4-gram: tell me about subject{i}" for i in subjects]
+    kept = pl.read_parquet(tmp_path / "data/augmented/candidates.parquet")
+    assert not kept["instruction"].str.contains(r"subject\d*[02468],").any()
+    metrics = json.loads((tmp_path / "metrics/augment.json").read_text())
+    assert metrics["rejected_by_reason"]["eval_prompt"] == len(subjects)

@@ -73,6 +73,22 @@ def test_full_dag_produces_every_artifact(workspace):
     assert repro(ws) == set()  # a second run is a no-op
 
 
+def test_judge_check_and_consecutive_comparisons(workspace):
+    ws = workspace
+    check = json.loads((ws / "metrics/eval/judge_check.json").read_text())
+    assert check["n"] == pl.read_parquet(ws / "data/eval/judge_check.parquet").height > 0
+    assert isinstance(check["trustworthy"], bool) and set(check["by_degradation"]) == {"cut", "shuffle", "other_prompt"}
+    comparisons = json.loads((ws / "metrics/eval/paired.json").read_text())["comparisons"]
+    assert list(comparisons) == ["m0_vs_base", "it1_vs_m0", "it2_vs_it1"]
+    for name, c in comparisons.items():
+        assert c["ci_low"] <= c["win_rate"] <= c["ci_high"] and c["n"] > 0
+        assert pl.read_parquet(ws / f"data/eval/paired/{name}.parquet").height == c["n"]
+    plotted = json.loads((ws / "metrics/plots/paired.json").read_text())
+    assert [r["comparison"] for r in plotted] == list(comparisons)
+    page = (ws / "metrics/report/index.html").read_text()
+    assert ('class="warning"' in page) == (not check["trustworthy"]) and "<td>it2_vs_it1</td>" in page
+
+
 def test_threshold_change_reuses_m0_scores(workspace):
     ws = workspace
     scores = pl.read_parquet(ws / "data/scores/it1.parquet")["score"].drop_nulls()

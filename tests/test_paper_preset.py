@@ -129,15 +129,17 @@ def test_paper_preset_runs_every_stage_to_the_report(paper_run):
     ws, ran, server = paper_run
     expected = {"base_model", "seed", "corpus", "train_backward", "train_m0", "augment", "report",
                 *(f"{s}@{it}" for s in ("score", "select", "train") for it in ("it1", "it2")),
-                *(f"{s}@{m}" for s in ("generate", "judge") for m in ("m0", "it1", "it2")),
-                "judge_check", "paired"}
+                *(f"{s}@{m}" for s in ("generate", "judge", "heldout") for m in ("m0", "it1", "it2")),
+                "judge_check", "paired", "length_controlled"}
     assert ran == expected
     # a pretrained-style base: no chat template, no pad token -> our plain format, saved with each model
     assert json.loads((ws / "models/base/humpback_model.json").read_text())["source"] == "tiny"
     for model in ("backward", "m0", "it1", "it2"):
         assert "### Assistant:" in (ws / f"models/{model}/chat_template.jinja").read_text()
         assert (ws / f"models/{model}/model.safetensors").is_file()  # train.mode full: whole checkpoints
-    assert json.loads((ws / "metrics/seed.json").read_text())["kept"] == 12
+    seed = json.loads((ws / "metrics/seed.json").read_text())
+    assert (seed["kept"], seed["heldout"]) == (10, 2)
+    assert json.loads((ws / "metrics/eval/it2.json").read_text())["heldout_n"] == 2
     # every completions request was a plain-format prompt (respond asserts it), every judge call a chat one
     assert set(server.paths) == {"/v1/completions", "/v1/chat/completions"}
 

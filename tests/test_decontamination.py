@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from ruamel.yaml import YAML
 
+from humpback import decontamination
 from humpback.augment import FilterConfig, filter_candidates
 from humpback.config import load_section
 from humpback.corpus import CorpusConfig, SourceConfig, prepare_corpus
@@ -22,6 +23,14 @@ PROMPT = ("Explain how a refrigerator keeps food cold by moving heat from the in
           "the kitchen around it.")  # 24 words
 FILLER = ("Gardeners in the valley plant beans after the last frost and water them every evening until the pods "
           "grow long and green. The soil there is rich and dark, and the summers are warm enough for tomatoes. ")
+
+
+@pytest.fixture(autouse=True, params=["aho_corasick", "hashes"])
+def search(request, monkeypatch):
+    """Every test runs with both ways of searching a batch."""
+    if request.param == "hashes":
+        monkeypatch.setattr(decontamination, "AHO_CORASICK_MAX", -1)
+    return request.param
 
 
 def _prompts(tmp_path: Path, rows: list[dict], name: str = "prompts.jsonl") -> Path:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
 import polars as pl
 
+from humpback.decontamination import ContaminationIndex, EvalText, describe, normalise_texts
 from humpback.errors import ConfigError, EmptyResultError
 from humpback.seed.config import SeedConfig, SeedSource
 from humpback.seed.oasst import read_oasst
@@ -15,7 +17,7 @@ from humpback.seed.pairs import Row, read_pairs
 from humpback.text import has_visible
 
 KEPT_SCHEMA = {"instruction": pl.String, "output": pl.String, "source": pl.String, "source_id": pl.String}
-REJECTED_SCHEMA = {**KEPT_SCHEMA, "reason": pl.String}
+REJECTED_SCHEMA = {**KEPT_SCHEMA, "reason": pl.String, "detail": pl.String}
 
 
 @dataclass
@@ -112,9 +114,33 @@ def build_seed(cfg: SeedConfig) -> SeedResult:
         raise EmptyResultError(f"no seed pairs left after selection from: {summary}")
     return SeedResult(
         kept=pl.DataFrame(kept, schema={**KEPT_SCHEMA, "reason": pl.String}).drop("reason"),
-        rejected=pl.DataFrame(rejected, schema=REJECTED_SCHEMA) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA),
+        rejected=pl.DataFrame([{**r, "detail": None} for r in rejected], schema=REJECTED_SCHEMA),
         metrics=metrics,
     )
+
+
+def decontaminate(result: SeedResult, texts: list[EvalText], n: int) -> SeedResult:
+    """Move the pairs whose instruction or answer shares a word n-gram with an eval text to the
+    rejected rows (reason `contaminated`, the eval id and shared words as detail): a seed pair that
+    copies an eval prompt would teach its answer and inflate the win rates."""
+    kept = result.kept
+    index = ContaminationIndex(texts, n) if texts and n else None
+    if index is None or kept.height == 0:
+        return dataclasses.replace(result, metrics={**result.metrics, "contaminated": 0})
+    matches = [index.check(pl.Series(normalise_texts(kept[col].to_list()))) for col in ("instruction", "output")]
+    details = [describe(a or b, n) if (a or b) else None for a, b in zip(*matches, strict=True)]
+    hit = pl.Series([d is not None for d in details], dtype=pl.Boolean)
+    if not hit.any():
+        return dataclasses.replace(result, metrics={**result.metrics, "contaminated": 0})
+    dropped = kept.with_columns(reason=pl.lit("contaminated"), detail=pl.Series(details, dtype=pl.String)).filter(hit)
+    if dropped.height == kept.height:
+        raise EmptyResultError(f"every seed pair shares a {n}-word run with an eval text (first: {details[0]})")
+    reasons = dict(result.metrics.get("rejected", {}))
+    reasons["contaminated"] = dropped.height
+    metrics = {**result.metrics, "kept": kept.height - dropped.height, "contaminated": dropped.height,
+               "rejected": dict(sorted(reasons.items()))}
+    return SeedResult(kept=kept.filter(~hit), rejected=pl.concat([result.rejected, dropped.select(list(REJECTED_SCHEMA))]),
+                      metrics=metrics)
 
 
 def _metrics(per_source: list[tuple[SeedSource, list[Row], dict]], total: int) -> dict:

@@ -47,6 +47,9 @@ class SeedConfig:
     # pairs set aside (data/prepared/heldout.parquet) for the held-out likelihood; no model trains on
     # them. Picked by a seeded hash of each pair's text, so adding sources moves few of them; 0 = none
     heldout: int = param(16, ge=0)
+    # a pair whose instruction or answer shares this many consecutive words (normalised) with an eval
+    # prompt or its reference answer is rejected as contaminated; 0 = no check
+    decontamination_ngram: int = param(13, ge=0, le=1000)
     min_chars: int = param(1, ge=1)  # instruction and output each need at least this many characters after stripping
     max_chars: int = param(0, ge=0)  # and at most this many; 0 = no limit
     # the most bytes of one record (a JSONL line, an oasst tree, a Parquet row) read whole; a longer

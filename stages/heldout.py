@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="the numbers, JSON")
     args = ap.parse_args(argv)
     name = Path(args.model).name
+    # the params first: a hostile or broken params file stops the stage before it reads anything
+    system = load_section("prompts", args.params).inference_system
+    max_seq_len = load_section("train", args.params).max_seq_len
+    engine = load_section("engine", args.params)
 
     pairs = read_table(args.heldout, ["instruction", "output"], allow_empty=True,
                        missing="file not found (has the seed stage run?)")
@@ -44,9 +48,6 @@ def main(argv: list[str] | None = None) -> None:
         write_json({**EMPTY, "model": name}, args.out)
         log.info("%s: no held-out pairs (seed.heldout: 0)", name)
         return
-    system = load_section("prompts", args.params).inference_system
-    max_seq_len = load_section("train", args.params).max_seq_len
-    engine = load_section("engine", args.params)
     ref = resolve(model_dir(args.model))
     device = pick_device(engine.device)
     set_cpu_threads(engine.cpu_threads)

@@ -35,5 +35,5 @@ tmp="$(mktemp)"
 trap 'rm -f "$tmp"' EXIT
 dvc exp show --json > "$tmp"
 python -m humpback.evaluation.scaling collect "$tmp" --param "$PARAM" \
-  --metric-file "metrics/eval/${MODEL}.json" --out metrics/scaling.json
+  --metric-file "metrics/headline/${MODEL}.json" --metric win --out metrics/scaling.json
 python -m humpback.evaluation.scaling fit metrics/scaling.json --out metrics/scaling_fit.json

@@ -1,9 +1,10 @@
-"""Stage report: plot data, a PNG and an HTML page over all models and iterations."""
+"""Stage report: plot data, a PNG and an HTML page over all models and iterations, and the headline numbers."""
 
 import argparse
 from pathlib import Path
 
 from humpback.config import load_section
+from humpback.evaluation.headline import headline, write_headline
 from humpback.evaluation.report import ReportPaths, build_report
 from humpback.stage import stage
 
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plots", type=Path, required=True, help="directory for DVC plot data")
     ap.add_argument("--report", type=Path, required=True, help="directory for report.png and index.html")
     ap.add_argument("--curation-quality", type=Path, required=True, help="curation precision/recall, JSON")
+    ap.add_argument("--scores", type=Path, required=True, help="directory of <iteration>.json score statistics")
+    ap.add_argument("--headline", type=Path, required=True, help="directory for the headline numbers (dvc metrics)")
     args = ap.parse_args(argv)
     cfg = load_section("eval", args.params)
     iterations = list(load_section("iterations", args.params))
@@ -27,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
                         curation_quality=args.curation_quality)
     build_report(cfg.models, iterations, paths, labels=cfg.curation_labels, id_column=cfg.curation_id_column,
                  label_threshold=cfg.curation_label_threshold)
+    write_headline(headline(cfg.models, iterations, args.eval_metrics, args.curation_metrics, args.scores),
+                   args.headline)
 
 
 if __name__ == "__main__":

@@ -70,11 +70,11 @@ def test_the_grid_follows_the_params_it_is_written_against(params):
 
 def test_table_from_exp_show():
     def exp(name, win, se, kept1, kept2):
-        metrics = {"metrics/eval/it2.json": {"data": {"win_rate": win, "standard_error": se}},
-                   "metrics/eval/length_controlled.json": {"data": {"models": {"it2": {"lc_win_rate": win + 1}}}},
-                   "metrics/eval/m0.json": {"data": {"win_rate": 40.0}},
-                   "metrics/curation/it1.json": {"data": {"kept": kept1}},
-                   "metrics/curation/it2.json": {"data": {"kept": kept2}}}
+        metrics = {"metrics/headline/it2.json": {"data": {"win": win, "lo": win - se, "hi": win + se,
+                                                          "lc": win + 1, "kept": kept2}},
+                   "metrics/headline/m0.json": {"data": {"win": 40.0}},
+                   "metrics/headline/it1.json": {"data": {"win": 41.0, "kept": kept1}},
+                   "metrics/headline/judge.json": {"data": {"disc": 0.5}}}
         return {"revs": [{"rev": name + "-rev", "name": name, "data": {"metrics": metrics}}], "name": name}
 
     show = [{"rev": "workspace", "name": None, "data": {"metrics": {}}, "experiments": None},
@@ -85,5 +85,5 @@ def test_table_from_exp_show():
     assert [r["variant"] for r in rows] == ["baseline", "k4.5"]  # variants without an experiment are left out
     assert rows[0]["win_rate"] == 52.5 and rows[0]["kept"] == {"it1": 10, "it2": 12} and rows[0]["m0_win_rate"] == 40
     md = ablations.markdown(rows, "it2").splitlines()
-    assert md[2].startswith("| baseline | 52.5 ± 1.2 | 53.5 | 40.0 | it1 10, it2 12 | (none) |")
+    assert md[2].startswith("| baseline | 52.5 [51.2, 53.8] | 53.5 | 40.0 | it1 10, it2 12 | (none) |")
     assert "`-S select.threshold=4.5`" in md[3]

@@ -33,7 +33,9 @@ def make_inputs(root: Path, models=("base", "m0", "it1", "it2"), iterations=("it
         p = root / "metrics/curation" / f"{it}.json"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps({"histogram": {"1": 10, "2": 5, "3": 8, "4": 12 - k, "5": 4 + k, "unparsed": 1},
-                                 "kept": 16, "threshold": 4.0}))
+                                 "n": 40, "kept": 16, "threshold": 4.0}))
+        (root / "metrics/scores").mkdir(parents=True, exist_ok=True)
+        (root / "metrics/scores" / f"{it}.json").write_text(json.dumps({"mean": 3.25 + k, "n": 40}))
         (root / "data/curated").mkdir(parents=True, exist_ok=True)
         pl.DataFrame({"instruction": ["q" * 30] * 3, "output": ["o" * (800 + 100 * k)] * 3,
                       "segment_id": [f"s{j}" for j in range(k, k + 3)], "score": [5.0, 4.0, 4.0]}).write_parquet(
@@ -85,6 +87,10 @@ def test_report_stage_with_curation_labels(tmp_path, monkeypatch):
     # it2 keeps s1 s2 s3: good s2 s3
     assert q["iterations"]["it2"]["true_positives"] == 2
     assert Path("metrics/report/report.png").is_file()
+    # the stage writes the headline rows dvc metrics show displays: each model's, with its iteration's counts
+    head = {p.stem: json.loads(p.read_text()) for p in Path("metrics/headline").iterdir()}
+    assert set(head) == {"base", "m0", "it1", "it2", "judge"}
+    assert head["it2"] == {"win": 74.0, "pairs": 40, "kept": 16, "score": 4.25}
 
 
 def test_precision_recall_by_hand():

@@ -28,8 +28,8 @@ def test_fit_rejects_bad_points(n, w):
         fit_scaling(n, w)
 
 
-def rev(rev_id, name, n, w=None, metric_file="metrics/eval/it2.json"):
-    metrics = {metric_file: {"data": {"win_rate": w}}} if w is not None else {
+def rev(rev_id, name, n, w=None, metric_file="metrics/headline/it2.json"):
+    metrics = {metric_file: {"data": {"win": w}}} if w is not None else {
         metric_file: {"error": {"type": "FileNotFoundError", "msg": "missing"}}}
     return {"rev": rev_id, "name": name, "error": None, "experiments": None,
             "data": {"rev": rev_id, "params": {"params.yaml": {"data": {"iterations": {
@@ -52,7 +52,7 @@ def test_collect_points_from_exp_show():
     pts = collect_points(exp_show())
     assert [(p["name"], p["N"], p["win_rate"]) for p in pts] == [("scale-100", 100, 40.0), ("scale-400", 400, 49.6)]
     assert len(collect_points(exp_show(), include_workspace=True)) == 3
-    assert collect_points(exp_show(), metric_file="metrics/eval/it1.json") == []
+    assert collect_points(exp_show(), metric_file="metrics/headline/it1.json") == []
 
 
 def test_cli_collect_then_fit(tmp_path, capsys):

@@ -41,6 +41,7 @@ def test_position_bias_cancels_to_fifty_percent():
     assert out["preference"].to_list() == pytest.approx([1.5] * 3)
     m = summarise(out, judge="fake", reference="ref")
     assert m["win_rate"] == pytest.approx(50)
+    assert m["ci_low"] == pytest.approx(50) and m["ci_high"] == pytest.approx(50)  # every prompt a tie: no spread
     # both orders were asked, with the default prefix and labels
     assert len(engine.logprob_calls) == 2
     assert engine.logprob_calls[0][1:] == (["1", "2"], "Better answer: ")
@@ -77,6 +78,8 @@ def test_text_fallback_and_unparsed_count_as_ties():
     assert out["preference"].to_list() == [2.0, 1.0, 1.5]
     assert out["method_model_first"].to_list() == ["text", "text", "unparsed"]
     m = summarise(out, judge="text", reference="ref")
+    # preferences 2, 1, 1.5: the interval spans what resampling three prompts can give, around the mean
+    assert m["win_rate"] == pytest.approx(50) and 0 <= m["ci_low"] < 50 < m["ci_high"] <= 100
     assert m["unparsed_verdicts"] == 2 and m["verdict_methods"] == {"text": 4, "unparsed": 2}
     # greedy decoding for verdicts
     assert engine.generate_calls[0][1].temperature == 0

@@ -8,7 +8,7 @@ A variant is a list of `-S` overrides over the params (the preset's keys come fi
 so the committed params.yaml is never edited). Each runs as its own experiment (`--temp`: a copy of
 the workspace sharing the DVC cache and run-cache, so the stages a variant does not touch are
 restored, not re-run). The table (metrics/ablations.md and .json) has the headline numbers of each
-variant: the last iteration's win rate (± standard error) and length-controlled win rate, M0's, and
+variant (metrics/headline): the last iteration's win rate [95% interval] and length-controlled win rate, M0's, and
 the curated pairs kept per iteration.
 """
 
@@ -28,6 +28,7 @@ from humpback.evaluation.scaling import exp_revs, get_path
 from humpback.io import write_json, write_text
 
 PREFIX = "abl"
+HEADLINE = "metrics/headline"  # the declared DVC metrics: one short file per model
 
 
 @dataclass(frozen=True)
@@ -156,15 +157,17 @@ def table(exp_show: list, grid: list[Variant], last: str) -> list[dict]:
         metrics = by_name.get(exp_name(v.name))
         if metrics is None:
             continue
-        final = f"metrics/eval/{last}.json"
+        # the headline files (src/humpback/evaluation/headline.py): the DVC metrics of every run
+        final = f"{HEADLINE}/{last}.json"
         rows.append({
             "variant": v.name, "paper": v.paper, "overrides": list(v.overrides),
-            "win_rate": _metric(metrics, final, "win_rate"), "standard_error": _metric(metrics, final, "standard_error"),
-            # the joint length-controlled fit of the variant's run (stage length_controlled)
-            "lc_win_rate": _metric(metrics, "metrics/eval/length_controlled.json", f"models.{last}.lc_win_rate"),
-            "m0_win_rate": _metric(metrics, "metrics/eval/m0.json", "win_rate"),
+            "win_rate": _metric(metrics, final, "win"), "ci_low": _metric(metrics, final, "lo"),
+            "ci_high": _metric(metrics, final, "hi"),
+            "lc_win_rate": _metric(metrics, final, "lc"),  # the joint length-controlled fit of the variant's run
+            "m0_win_rate": _metric(metrics, f"{HEADLINE}/m0.json", "win"),
             "kept": {k.rsplit("/", 1)[-1].removesuffix(".json"): (m.get("data") or {}).get("kept")
-                     for k, m in sorted(metrics.items()) if k.startswith("metrics/curation/")},
+                     for k, m in sorted(metrics.items())
+                     if k.startswith(f"{HEADLINE}/") and "kept" in (m.get("data") or {})},
         })
     return rows
 
@@ -174,12 +177,12 @@ def _fmt(x, digits: int = 1) -> str:
 
 
 def markdown(rows: list[dict], last: str) -> str:
-    lines = [f"| variant | {last} win rate | LC win rate | M0 win rate | kept per iteration | overrides |",
+    lines = [f"| variant | {last} win rate [95% interval] | LC win rate | M0 win rate | kept per iteration | overrides |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         kept = ", ".join(f"{k} {v}" for k, v in r["kept"].items())
         overrides = " ".join(f"`-S {o}`" for o in r["overrides"]) or "(none)"
-        lines.append(f"| {r['variant']} | {_fmt(r['win_rate'])} ± {_fmt(r['standard_error'])} | "
+        lines.append(f"| {r['variant']} | {_fmt(r['win_rate'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
                      f"{_fmt(r['lc_win_rate'])} | {_fmt(r['m0_win_rate'])} | {kept} | {overrides} |")
     return "\n".join(lines) + "\n"
 

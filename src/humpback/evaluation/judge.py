@@ -22,7 +22,7 @@ from humpback.engines.config import EngineConfig
 from humpback.errors import redact_text
 from humpback.evaluation.config import JudgeConfig
 from humpback.evaluation.loading import judge_engine_config
-from humpback.evaluation.metrics import win_rate
+from humpback.evaluation.metrics import paired_bootstrap, win_rate
 from humpback.prompts import chat
 
 # Judgements file columns; "first" = the order with the model's answer in slot 1.
@@ -190,6 +190,9 @@ def summarise(judgements: pl.DataFrame, *, judge: str, reference: str, n_missing
     """metrics/eval/<model>.json: win rates plus what was compared and how the verdicts were read."""
     metrics = win_rate(judgements["preference"].to_list(), lengths=judgements["length"].to_list(),
                        ref_lengths=judgements["reference_length"].to_list())
+    # the 95% interval of the win rate over these prompts (percentile bootstrap, fixed seed: the same every run)
+    boot = paired_bootstrap(judgements["preference"].to_list(), resamples=2000, seed=0)
+    metrics.update(ci_low=boot["ci_low"], ci_high=boot["ci_high"])
     methods = pl.concat([judgements["method_model_first"], judgements["method_model_second"]]).value_counts()
     counts = dict(zip(methods[methods.columns[0]].to_list(), methods["count"].to_list(), strict=True))
     metrics.update({

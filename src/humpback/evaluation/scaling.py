@@ -61,8 +61,8 @@ def collect_points(
     *,
     param: str = "iterations.it2.select.sample",
     params_file: str = "params.yaml",
-    metric_file: str = "metrics/eval/it2.json",
-    metric: str = "win_rate",
+    metric_file: str = "metrics/headline/it2.json",
+    metric: str = "win",
     include_workspace: bool = False,
 ) -> list[dict]:
     """(N, win rate) of every rev that has both; queued, failed and baseline-only revs are skipped.
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("collect", help="points from `dvc exp show --json` output")
     c.add_argument("exp_show", type=Path)
     c.add_argument("--param", default="iterations.it2.select.sample")
-    c.add_argument("--metric-file", default="metrics/eval/it2.json")
-    c.add_argument("--metric", default="win_rate")
+    c.add_argument("--metric-file", default="metrics/headline/it2.json")
+    c.add_argument("--metric", default="win")
     c.add_argument("--out", type=Path, default=Path("metrics/scaling.json"))
     f = sub.add_parser("fit", help="fit w = alpha * ln(N) + C to a points file")
     f.add_argument("points", type=Path, help="JSON list of {N, win_rate}")

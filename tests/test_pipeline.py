@@ -102,13 +102,14 @@ def test_threshold_change_reuses_m0_scores(workspace):
     assert "score@it1" not in ran  # M0's scores come from the cache
     # the params stage checks the changed file; its output is the same, so it re-runs nothing itself
     assert ran == {"params", "select@it1", "train@it1", "score@it2", "select@it2", "train@it2"}
-    answers = ws / "data/eval/outputs/it1.parquet"
-    before = answers.read_bytes()
+    answers, nll = ws / "data/eval/outputs/it1.parquet", ws / "data/eval/heldout/it1.json"
+    before = answers.read_bytes(), nll.read_bytes()
     ran = repro(ws, "judge@m0", "judge@it1")
-    assert "generate@it1" in ran and not ran & {"generate@m0", "judge@m0"}
-    # judge@it1 follows its answers: it re-runs exactly when the new it1 answered differently (a
-    # tiny random model may sample the same 12 tokens after a small LoRA change)
-    assert ("judge@it1" in ran) == (answers.read_bytes() != before)
+    assert {"generate@it1", "heldout@it1"} <= ran and not ran & {"generate@m0", "judge@m0", "heldout@m0"}
+    # judge@it1 follows its answers and held-out NLL: it re-runs exactly when the new it1 answered
+    # differently or scored the held-out answers differently (a tiny random model may sample the same
+    # 12 tokens after a small LoRA change)
+    assert ("judge@it1" in ran) == ((answers.read_bytes(), nll.read_bytes()) != before)
 
 
 def test_seed_change_reruns_its_dependents(workspace):

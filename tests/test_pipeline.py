@@ -112,14 +112,37 @@ def test_threshold_change_reuses_m0_scores(workspace):
     assert ("judge@it1" in ran) == ((answers.read_bytes(), nll.read_bytes()) != before)
 
 
-def test_seed_change_reruns_its_dependents(workspace):
-    ws = workspace
-    seed = ws / "data/seed/seed.jsonl"
+def _stale_after_edit(ws: Path, rel: str, edit) -> set[str]:
+    """The stages `dvc repro` would run after `edit` changes the file `rel`: those `dvc status` finds
+    changed against dvc.lock, and everything downstream of them in DVC's graph; the file is restored."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    path = ws / rel
+    original = path.read_bytes()
+    try:
+        edit(path)
+        changed = set(json.loads(_run(["dvc", "status", "--json"], ws)))
+    finally:
+        path.write_bytes(original)
+    with Repo(str(ws)) as repo:
+        graph = nx.relabel_nodes(repo.index.graph, lambda st: st.name)
+    return changed | {d for name in changed for d in nx.ancestors(graph, name)}
+
+
+def test_seed_change_makes_its_dependents_stale(workspace):
     extra = {"id": "extra-1", "category": "explanation", "instruction": "Why is the sky blue?",
              "output": "Sunlight scatters off air molecules, and blue light scatters the most."}
-    seed.write_text(seed.read_text() + json.dumps(extra) + "\n")
-    ran = repro(ws, "train@it1")
-    assert {"seed", "train_backward", "train_m0", "augment", "score@it1", "train@it1"} <= ran
-    assert not ran & {"params", "base_model", "corpus"}
-    # what was not reproduced yet is stale: the seed parquet it trains on changed
-    assert "train@it2" in json.loads(_run(["dvc", "status", "--json", "train@it2"], ws))
+    stale = _stale_after_edit(workspace, "data/seed/seed.jsonl",
+                              lambda p: p.write_text(p.read_text() + json.dumps(extra) + "\n"))
+    assert {"seed", "train_backward", "train_m0", "augment", "score@it1", "train@it1", "train@it2",
+            "heldout@base", "report"} <= stale
+    assert not stale & {"params", "base_model", "corpus"}
+
+
+def test_an_eval_prompt_change_reaches_the_decontaminated_stages(workspace):
+    stale = _stale_after_edit(workspace, "data/eval/prompts.jsonl",
+                              lambda p: p.write_text(p.read_text().replace("thank-you note", "thank-you card")))
+    # seed, corpus and augment are checked against the eval prompts; then everything after them
+    assert {"seed", "corpus", "augment", "generate@base", "judge_check", "report"} <= stale
+    assert not stale & {"params", "base_model"}

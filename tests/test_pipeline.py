@@ -89,6 +89,7 @@ def test_judge_check_and_consecutive_comparisons(workspace):
     assert ('class="warning"' in page) == (not check["trustworthy"]) and "<td>it2_vs_it1</td>" in page
 
 
+@pytest.mark.slow  # 85 s of real training; tests/test_ablations.py checks the same stale set through DVC in seconds
 def test_threshold_change_reuses_m0_scores(workspace):
     ws = workspace
     scores = pl.read_parquet(ws / "data/scores/it1.parquet")["score"].drop_nulls()

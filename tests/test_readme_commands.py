@@ -16,6 +16,9 @@ from dvc_stage import bench_pipeline
 README = (rc.REPO / "README.md").read_text(encoding="utf-8")
 COMMANDS = rc.commands(README)
 # Seconds on the tiny preset: these run in the default test run, the rest only under -m slow.
+# commits in the scratch project (dvc exp needs one) under a fixed identity
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
 CHEAP = re.compile(r"humpback (check-params|ablations list|preset)|python bench/run\.py --render|dvc exp show|git ")
 
 
@@ -69,9 +72,7 @@ def test_marks_and_continuations_are_read():
 
 def _scratch(tmp_path: Path) -> Path:
     ws = bench_pipeline().make_workspace(tmp_path / "ws")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    subprocess.run("git add -A && git commit -qm project", shell=True, cwd=ws, check=True, env=env)
+    subprocess.run("git add -A && git commit -qm project", shell=True, cwd=ws, check=True, env=GIT_ENV)
     return ws
 
 
@@ -80,12 +81,11 @@ def _runnable(cmd: rc.Command) -> bool:
 
 
 def _run(cmd: rc.Command, ws: Path, timeout: int) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    proc = subprocess.run(["bash", "-c", cmd.text], cwd=ws, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(["bash", "-c", cmd.text], cwd=ws, capture_output=True, text=True, timeout=timeout,
+                          env=GIT_ENV)
     assert proc.returncode == 0, f"{cmd} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}"
     if re.fullmatch(r"(humpback ablations run .*--queue.*|dvc queue start.*)", cmd.text):
-        _wait_for_queue(ws, env, timeout)
+        _wait_for_queue(ws, GIT_ENV, timeout)
 
 
 def _wait_for_queue(ws: Path, env: dict, timeout: int) -> None:

@@ -7,7 +7,6 @@ length_controlled stage (metrics/eval/length_controlled.json).
 """
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from humpback.evaluation import loading
 from humpback.evaluation.inputs import load_outputs
 from humpback.evaluation.judge import PairwiseJudge, judge_in_chunks, pair_outputs, summarise
 from humpback.io import write_json
-from humpback.readers import read_table
+from humpback.readers import read_json, read_table
 from humpback.stage import stage
 
 log = logging.getLogger("humpback.judge")
@@ -59,8 +58,6 @@ def main(argv: list[str] | None = None) -> None:
         if engine is not None:
             engine.close()
     metrics = summarise(judgements, judge=judge_name, reference=ref_path.stem, n_missing_reference=missing)
-    # a per-model fit with an intercept alone is not AlpacaEval's LC: the joint one is in length_controlled.json
-    metrics.pop("lc_win_rate", None)
     write_json({**metrics, **heldout}, args.metrics)
     log.info("%s vs %s: win rate %.1f, %d unparsed verdicts", name, ref_path.stem, metrics["win_rate"],
              metrics["unparsed_verdicts"])
@@ -73,12 +70,7 @@ def read_heldout(path: str) -> dict:
     if not p.exists():  # DVC never runs judge@ without it (a dep); a hand-run stage may lack it
         log.warning("%s: not found (heldout@ has not run); the held-out numbers are null", p)
         return dict.fromkeys(HELDOUT_KEYS)
-    if not p.is_file():
-        raise InputError(p, "not a file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(p, f"not valid JSON ({e})") from None
+    data = read_json(p, "not a file")
     if not isinstance(data, dict):
         raise InputError(p, f"expected a JSON object, got {type(data).__name__}")
     if (absent := [k for k in HELDOUT_KEYS if k not in data]):

@@ -187,9 +187,12 @@ def pair_outputs(model: pl.DataFrame, reference: pl.DataFrame) -> tuple[pl.DataF
 
 
 def summarise(judgements: pl.DataFrame, *, judge: str, reference: str, n_missing_reference: int = 0) -> dict:
-    """metrics/eval/<model>.json: win rates plus what was compared and how the verdicts were read."""
+    """metrics/eval/<model>.json: win rates plus what was compared and how the verdicts were read. No
+    length-controlled rate: a one-model fit is not AlpacaEval's LC, which the length_controlled stage
+    fits over all models at once (metrics/eval/length_controlled.json)."""
     metrics = win_rate(judgements["preference"].to_list(), lengths=judgements["length"].to_list(),
-                       ref_lengths=judgements["reference_length"].to_list())
+                       ref_lengths=judgements["reference_length"].to_list(), length_controlled=False)
+    del metrics["lc_win_rate"]
     # the 95% interval of the win rate over these prompts (percentile bootstrap, fixed seed: the same every run)
     boot = paired_bootstrap(judgements["preference"].to_list(), resamples=2000, seed=0)
     metrics.update(ci_low=boot["ci_low"], ci_high=boot["ci_high"])

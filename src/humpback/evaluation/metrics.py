@@ -26,11 +26,13 @@ def win_rate(
     *,
     lengths: Sequence[float] | None = None,
     ref_lengths: Sequence[float] | None = None,
+    length_controlled: bool = True,
 ) -> dict:
     """Win rate, its standard error, the discrete win rate and the length-controlled win rate.
 
     `lengths`/`ref_lengths` are the model's and the reference's output lengths per prompt (chars);
-    without both, lc_win_rate and the average lengths are None.
+    without both, lc_win_rate and the average lengths are None. length_controlled=False skips the
+    one-model LC fit (lc_win_rate None) where the joint fit of all models is reported instead.
     """
     p = _as_array(preferences, "preferences")
     if p.size == 0:
@@ -60,7 +62,8 @@ def win_rate(
             raise ValueError(f"lengths: expected {n} values each, got {la.size} and {lr.size}")
         out["avg_length"] = float(la.mean())
         out["reference_avg_length"] = float(lr.mean())
-        out["lc_win_rate"] = lc_win_rate(p, la, lr)
+        if length_controlled:
+            out["lc_win_rate"] = lc_win_rate(p, la, lr)
     return out
 
 

@@ -24,7 +24,7 @@ SUITE = ["tests/test_reliability_inputs.py", "tests/test_reliability_stages.py",
 def main() -> int:
     out = ROOT / "metrics" / "reliability.json"
     env = {**os.environ, "HUMPBACK_RELIABILITY_OUT": str(out)}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *SUITE, *sys.argv[1:]]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:randomly", *SUITE, *sys.argv[1:]]
     code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
     if code == 0:
         print(f"wrote {out.relative_to(ROOT)}")

@@ -350,8 +350,9 @@ def test_select_cap_takes_best_then_segment_id():
 
 
 def test_select_top_share_keeps_the_best_share_of_scored_rows():
-    scored = _scored([3.4, 3.6, None, 3.5, 3.3, 3.6])
-    kept = select(scored, SelectConfig(threshold=1, top_share=0.5))  # 5 scored rows -> 3
+    # 5 scored rows of 8 (a null and a NaN are unparsed ratings): half of 5 rounds up to 3, half of 8 would be 4
+    scored = _scored([3.4, 3.6, None, 3.5, 3.3, 3.6, float("nan"), None])
+    kept = select(scored, SelectConfig(threshold=1, top_share=0.5))
     assert kept["segment_id"].to_list() == ["s1", "s5", "s3"]
     assert select(scored, SelectConfig(threshold=3.55, top_share=0.5))["segment_id"].to_list() == ["s1", "s5"]
     assert select(scored, SelectConfig(threshold=1, top_share=0.5, max_examples=1))["segment_id"].to_list() == ["s1"]

@@ -121,6 +121,20 @@ def test_synthetic_corpus_has_the_junk_the_filters_remove(tmp_path):
     assert m["segments_kept"] > 0.4 * counts["sections"]
 
 
+def test_the_near_dedup_threshold_decides_what_is_a_near_copy(tmp_path):
+    """The synthetic near copies span similarities: a stricter corpus.minhash_threshold keeps the
+    looser ones (measured: 79 near duplicates at 0.5 and at 0.8, 49 at 0.95)."""
+    make_corpus(tmp_path / "syn.jsonl", 300, seed=3)
+    near = {}
+    for t in (0.5, 0.95):
+        cfg = CorpusConfig(sources=[SourceConfig(kind="table", path=str(tmp_path / "syn.jsonl"))], batch_size=500,
+                           minhash_threshold=t)
+        m = prepare_corpus(cfg, tmp_path / f"s{t}.parquet", tmp_path / f"r{t}.parquet")
+        near[t] = m["rejected"]["near_duplicate"]
+        assert m["segments_kept"] + sum(m["rejected"].values()) == m["segments_in"]
+    assert 0 < near[0.95] < near[0.5]
+
+
 def test_synthetic_html_site_goes_through_the_html_source(tmp_path):
     counts = make_corpus(tmp_path / "site", 120, seed=4, fmt="html")
     pages = sorted((tmp_path / "site").rglob("*.html"))

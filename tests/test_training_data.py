@@ -133,3 +133,32 @@ def test_paper_preset_and_accelerate_configs_parse():
     kinds = {name: load_config_from_file(str(ROOT / f"configs/accelerate/{name}.yaml")).distributed_type
              for name in ("ddp", "fsdp", "deepspeed_zero3")}
     assert {k: getattr(v, "value", v) for k, v in kinds.items()} == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero3": "DEEPSPEED"}
+
+
+def test_the_batch_loss_is_the_mean_nll_of_the_reply_tokens(tiny_model_dir, tok):
+    """Collated examples of different lengths: the model's loss on the padded batch equals the mean
+    negative log-likelihood of the reply tokens alone, each example scored unpadded. Padding in the
+    labels (the pad id is the end token here), a prompt token in the loss, or a shifted label
+    would each change the number."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from humpback.training.data import Collator
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.float32).eval()
+    exs = build_examples("m0", PromptsConfig(), SEED.with_columns(
+        pl.Series("output", ["An apple, or a cherry, or a strawberry in June.", "It is 4."])))
+    items = [tokenize_example(tok, ex.messages, 256) for ex in exs]
+    assert len({len(t.input_ids) for t in items}) == 2  # one of them is padded
+    batch = Collator(tok.pad_token_id)(items)
+    with torch.no_grad():
+        loss = model(**batch).loss
+        total, count = 0.0, 0
+        for t in items:
+            logits = model(input_ids=torch.tensor([t.input_ids])).logits[0, :-1]
+            targets = torch.tensor(t.input_ids[1:])
+            reply = torch.tensor([lab != IGNORE for lab in t.labels[1:]])
+            nll = torch.nn.functional.cross_entropy(logits[reply], targets[reply], reduction="sum")
+            total, count = total + float(nll), count + int(reply.sum())
+    assert count == sum(sum(lab != IGNORE for lab in t.labels) for t in items)
+    assert float(loss) == pytest.approx(total / count, rel=1e-4)

@@ -109,15 +109,17 @@ def test_the_cheap_readme_commands_run_on_the_tiny_preset(tmp_path):
 
 
 # The README's own commands at the size they are written for: `--scaling 10,20,40` draws up to 40 of
-# the last iteration's kept pairs (top_share 0.5 of ~90 scored), and the threshold variants of the
+# the last iteration's kept pairs (the preset's 12 segments keep 6; 96 should keep about 40), and the threshold variants of the
 # grid may keep nothing from a random model's ratings.
 SLOW_SIZE = {"augment": {"max_segments": 96}, "select": {"allow_empty": True}}
 
 
+FENCES = [i + 1 for i, line in enumerate(README.splitlines()) if line.strip() == "```bash"]
+
+
 def _block(cmd: rc.Command) -> int:
     """The README line of the ```bash fence that holds `cmd`."""
-    lines = README.splitlines()
-    return max(i + 1 for i in range(cmd.line) if lines[i].strip() == "```bash")
+    return max(f for f in FENCES if f < cmd.line)
 
 
 SLOW_BLOCKS = sorted({_block(c) for c in COMMANDS if _runnable(c)})
@@ -139,7 +141,7 @@ def test_every_readme_command_runs_on_the_tiny_preset(block, tmp_path, shared_ca
     ws = _scratch(tmp_path)
     sized = tmp_path / "sized.yaml"
     YAML().dump(SLOW_SIZE, sized)
-    setup = (f"dvc cache dir {shared_cache} && humpback preset {sized} && git commit -qam sized && dvc repro")
+    setup = f"dvc cache dir {shared_cache} && humpback preset {sized} && git commit -qam sized && dvc repro"
     proc = subprocess.run(["bash", "-c", setup], cwd=ws, capture_output=True, text=True, env=GIT_ENV)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     ran = [c for c in COMMANDS if _runnable(c) and _block(c) == block]

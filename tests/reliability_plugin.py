@@ -1,9 +1,11 @@
 """Ledger of the reliability suite: every bad input tried, fault injected and output checked intact.
 
-The reliability tests record each case here (`bad_input`, `fault`, `hostile`, `intact`). When the environment
-variable HUMPBACK_RELIABILITY_OUT names a file, the session-finish hook writes the counts and the
-cases there; scripts/reliability_report.py runs the suite that way to refresh metrics/reliability.json.
-A run with failures writes nothing: the file only ever reports a suite that passed.
+The reliability tests record each case here (`bad_input`, `fault`, `hostile`) and compare every output
+they expect to survive a fault with what they found (`outputs`), which counts the intact and the lost
+ones before the test asserts that none was lost. When the environment variable
+HUMPBACK_RELIABILITY_OUT names a file, the session-finish hook writes the counts and the cases there;
+scripts/reliability_report.py runs the suite that way to refresh metrics/reliability.json. A run with
+failing tests writes its report too, with the failures counted; an interrupted run writes nothing.
 
 PYTEST_DONT_REWRITE: test modules import this before pytest loads it as their plugin.
 """
@@ -14,13 +16,15 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 ENV = "HUMPBACK_RELIABILITY_OUT"
 
 _bad: dict[tuple[str, str], str] = {}  # (reader, case) -> what it produced
 _faults: dict[tuple[str, str], str] = {}  # (kind, case) -> what it produced
-_intact: Counter[str] = Counter()  # output checks that passed, per test
+_intact: Counter[str] = Counter()  # outputs found whole after a fault, per check
+_lost: Counter[str] = Counter()  # outputs found changed, half-written or missing, per check
 _hostile: dict[tuple[str, str], str] = {}  # (class, case) -> what it produced
 
 
@@ -46,9 +50,16 @@ def hostile(kind: str, case: str, outcome: str) -> None:
     _hostile[(kind, case)] = _tidy(outcome)
 
 
-def intact(check: str, n: int = 1) -> None:
-    """`n` outputs were found whole (the previous version, the finished result, or absent) after a fault."""
-    _intact[check] += n
+def outputs(check: str, expected: Mapping[str, object], found: Mapping[str, object], *,
+            absent_ok: bool = False) -> list[str]:
+    """Compare each expected output (its digest, rows or bytes) with what was found after a fault: equal
+    is intact, anything else is lost, and with `absent_ok` a missing one (None or no key) is intact too
+    (a stage that removes its output before running). Counts both and returns the lost names."""
+    lost = [name for name, want in expected.items()
+            if found.get(name) != want and not (absent_ok and found.get(name) is None)]
+    _intact[check] += len(expected) - len(lost)
+    _lost[check] += len(lost)
+    return lost
 
 
 def report() -> dict:
@@ -62,7 +73,8 @@ def report() -> dict:
         "hostile_inputs": len(_hostile),
         "hostile_by_class": dict(sorted(Counter(k for k, _ in _hostile).items())),
         "intact_output_checks": sum(_intact.values()),
-        "lost_outputs": 0,  # a lost or half-written output fails its test, and a failed run writes no report
+        "lost_outputs": sum(_lost.values()),
+        "lost_by_check": {k: v for k, v in sorted(_lost.items()) if v},
         "cases": {
             "bad_inputs": [{"reader": r, "case": c, "outcome": o} for (r, c), o in sorted(_bad.items())],
             "faults": [{"kind": k, "case": c, "outcome": o} for (k, c), o in sorted(_faults.items())],
@@ -73,9 +85,10 @@ def report() -> dict:
 
 def pytest_sessionfinish(session, exitstatus):
     out = os.environ.get(ENV)
-    if not out or exitstatus != 0 or not (_bad or _faults or _hostile):
+    # 0: every test passed, 1: some failed (counted below); anything else is an interrupted or broken run
+    if not out or exitstatus not in (0, 1) or not (_bad or _faults or _hostile):
         return
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(report(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps({"tests_failed": session.testsfailed, **report()}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out)

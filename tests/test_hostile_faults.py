@@ -73,10 +73,10 @@ def fails_cleanly(ws: Path, kind: str, case: str, name: str, key: str | None, ex
     line = one_error_line(code, err, *needles)
     after = {k: v for k, v in snapshot(ws).items() if ".parts/" not in k}
     before = {k: v for k, v in before.items() if ".parts/" not in k}
-    assert after == before, "outputs changed or were left behind by a failed stage"
+    lost = ledger.outputs(f"{name}: {case}", before, after)
+    assert not lost and after == before, f"outputs changed ({lost}) or were left behind by a failed stage"
     assert not [p for p in after if p.endswith(".tmp")]
     ledger.hostile(kind, case, f"exit 2, {line}")
-    ledger.intact(f"{name}: {case}", max(1, len(before)))
     return line
 
 

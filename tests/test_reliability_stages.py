@@ -54,10 +54,10 @@ def fails_cleanly(tmp_path: Path, kind: str, case: str, stage: str, args: tuple[
     proc = (runner or run_stage)(tmp_path, stage, *args)
     line = assert_clean_failure(proc, *needles)
     after = snapshot(tmp_path)
-    assert after == before, "outputs changed or were left behind by a failed stage"
+    lost = ledger.outputs(f"{stage}: {case}", before, after)
+    assert not lost and after == before, f"outputs changed ({lost}) or were left behind by a failed stage"
     assert not [p for p in after if p.endswith(".tmp")]
     ledger.fault(kind, case, f"exit 2, {line}")
-    ledger.intact(f"{stage}: {case}", max(1, len(before)))
 
 
 def params(tmp_path: Path, text: str, name: str = "params.yaml") -> None:
@@ -264,8 +264,8 @@ def test_augment_that_rejects_everything_keeps_the_previous_candidates(tmp_path)
         run_augment(seg, Echo(), AugmentConfig(), PromptsConfig(), candidates_path=cand,
                     rejected_path=tmp_path / "rejected.parquet", metrics_path=tmp_path / "augment.json",
                     engine_cfg=EngineConfig(), model_dir=backward)
-    assert cand.read_bytes() == before
+    assert not ledger.outputs("augment: previous candidates after an all-rejected run",
+                              {"candidates": before}, {"candidates": cand.read_bytes()})
     assert pl.read_parquet(tmp_path / "rejected.parquet").height == 2
     ledger.fault("stage augment/score", "every generated instruction degenerate",
                  f"{type(info.value).__name__}: {str(info.value).split(':', 1)[1].strip()[:120]}; previous candidates kept")
-    ledger.intact("augment: previous candidates after an all-rejected run")

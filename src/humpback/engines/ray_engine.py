@@ -20,6 +20,15 @@ from humpback.models import load_tokenizer, resolve
 from humpback.rendering import encode, for_server
 
 
+def _stage_flags(config_cls) -> dict:
+    """Chat template off (the prompt arrives rendered), tokenizer on, in the spelling this Ray takes:
+    `chat_template_stage` / `tokenize_stage` since 2.54 (the only one from 2.60), `apply_chat_template` /
+    `tokenize` before; the config refuses unknown fields."""
+    if "chat_template_stage" in getattr(config_cls, "model_fields", {}):
+        return {"chat_template_stage": False, "tokenize_stage": True}
+    return {"apply_chat_template": False, "tokenize": True}
+
+
 class RayEngine(Engine):
     name = "ray"
 
@@ -46,8 +55,7 @@ class RayEngine(Engine):
             engine_kwargs=engine_kwargs,
             concurrency=cfg.ray.num_replicas,
             batch_size=cfg.ray.batch_size,
-            apply_chat_template=False,  # the prompt arrives rendered
-            tokenize=True,
+            **_stage_flags(ray_llm.vLLMEngineProcessorConfig),
             **extra,
         )
         self.tok = load_tokenizer(self.ref)

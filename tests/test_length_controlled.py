@@ -135,3 +135,68 @@ def test_stage_missing_model_names_the_file(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         dvc_stage.run("length_controlled")
     assert "data/eval/judgements/it1.parquet: file not found (has judge@it1 run?)" in capsys.readouterr().err
+
+
+def _pinned_frame(seed: int) -> pl.DataFrame:
+    ids = [f"q{i}" for i in range(12)]
+    ref = np.random.default_rng(21).integers(200, 500, 12).astype(float)
+    r = np.random.default_rng(seed)
+    return pl.DataFrame({"prompt_id": ids, "preference": r.uniform(1, 2, 12).round(2),
+                         "length": (ref + r.normal(50, 120, 12)).round(), "reference_length": ref})
+
+
+def test_the_joint_fit_is_pinned():
+    """The recorded LC rates stay what they are: no intercept, C = 10 by default, lbfgs to tol 1e-10,
+    the soft preferences as weights."""
+    out = fit_length_controlled({"a": _pinned_frame(1), "b": _pinned_frame(2)})
+    got = [(round(m["lc_win_rate"], 4), round(m["model_coef"], 4), round(m["length_coef"], 4))
+           for m in out["models"].values()]
+    assert got == [(48.051, -0.0794, 0.6756), (31.3498, -0.8247, 0.783)]
+    assert out["difficulty"]["q0"] == pytest.approx(0.057232, abs=1e-5)
+    assert fit_length_controlled({"a": _pinned_frame(1), "b": _pinned_frame(2)}, regularization=10.0) == out
+
+
+def test_the_one_model_fit_is_pinned():
+    from humpback.evaluation.metrics import lc_win_rate
+
+    a = _pinned_frame(1)
+    lc = lc_win_rate(a["preference"].to_list(), a["length"].to_list(), a["reference_length"].to_list())
+    assert lc == pytest.approx(49.456194, abs=1e-5)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"prompt_id": ["q0", "q0", "q2"]}, (1, "prompt_id 'q0' is judged twice")),
+    ({"preference": [1.5, 2.5, 1.5]}, (1, "preference must be a number in [1, 2], got 2.5")),
+    ({"preference": [1.5, 0.5, 1.5]}, (1, "preference must be a number in [1, 2], got 0.5")),
+    ({"preference": [1.0, 2.0, float("nan")]}, (2, "preference must be a number in [1, 2], got nan")),
+    ({"length": [3.0, -1.0, 4.0]}, (1, "length must be a non-negative number, got -1.0")),
+    ({"reference_length": [3.0, 4.0, float("inf")]}, (2, "reference_length must be a non-negative number, got inf")),
+    ({"prompt_id": ["q0", "", "q2"]}, (1, "prompt_id must be a non-empty string, got ''")),
+])
+def test_bad_row_names_the_first_unusable_judgement(change, message):
+    from humpback.evaluation.length_controlled import bad_row
+
+    ok = {"prompt_id": ["q0", "q1", "q2"], "preference": [1.0, 1.5, 2.0], "length": [0.0, 4.0, 5.0],
+          "reference_length": [3.0, 0.0, 5.0]}
+    assert bad_row(pl.DataFrame(ok)) is None  # the ends of the scale and zero lengths are fine
+    assert bad_row(pl.DataFrame(ok | change)) == message
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({}, "no judgements to fit"),
+    ({"m": frame([], [], ref=[], ids=[])}, "m: no judgements"),
+    ({"m": frame([1.5, 2.5], [1, 1], ref=[1, 1], ids=["a", "b"])}, "m: every preference must lie in [1, 2]"),
+    ({"m": frame([0.5, 1.5], [1, 1], ref=[1, 1], ids=["a", "b"])}, "m: every preference must lie in [1, 2]"),
+    ({"m": frame([1.5, float("nan")], [1, 1], ref=[1, 1], ids=["a", "b"])}, "m: every preference must lie in [1, 2]"),
+])
+def test_the_fit_refuses_what_it_cannot_use(bad, message):
+    with pytest.raises(ValueError) as e:
+        fit_length_controlled(bad)
+    assert str(e.value) == message
+
+
+def test_one_judgement_and_the_ends_of_the_scale_fit():
+    one = fit_length_controlled({"m": frame([2.0], [5], ref=[3], ids=["a"])})
+    assert one["models"]["m"]["lc_win_rate"] == 100 and one["models"]["m"]["n"] == 1
+    ends = fit_length_controlled({"m": frame([1.0, 2.0], [5, 3], ref=[3, 3], ids=["a", "b"])})
+    assert ends["models"]["m"]["win_rate"] == 50

@@ -120,3 +120,44 @@ def test_stage_names_a_missing_model_output(project, capsys):
     with pytest.raises(SystemExit):
         dvc_stage.run("paired")
     assert "it1.parquet" in capsys.readouterr().err
+
+
+def _prefs() -> list[float]:
+    return np.random.default_rng(11).uniform(1, 2, 37).round(3).tolist()
+
+
+def test_the_interval_of_a_seed_is_pinned():
+    """The recorded intervals (metrics/eval/*.json, dvc.lock) stay what they are: the same draws, in
+    batches of 256 resamples, each prompt drawable, the percentile tails of the confidence."""
+    b = paired_bootstrap(_prefs(), resamples=600, seed=1)
+    assert (b["win_rate"], b["ci_low"], b["ci_high"]) == pytest.approx((47.491892, 38.174865, 56.073243), abs=1e-5)
+    narrow = paired_bootstrap(_prefs(), resamples=600, seed=1, confidence=0.8)
+    assert (narrow["ci_low"], narrow["ci_high"]) == pytest.approx((41.346486, 53.462432), abs=1e-5)
+    # the defaults are 2000 resamples, seed 0, 95%
+    assert paired_bootstrap(_prefs()) == paired_bootstrap(_prefs(), resamples=2000, seed=0, confidence=0.95)
+    assert paired_bootstrap(_prefs()) != paired_bootstrap(_prefs(), resamples=2001, seed=0)
+
+
+def test_one_resample_and_the_bounds_of_the_arguments():
+    one = paired_bootstrap([1.75] * 9, resamples=1)
+    assert one["ci_low"] == one["ci_high"] == pytest.approx(75)
+    assert paired_bootstrap([1.0, 2.0], confidence=0.999)["n"] == 2
+    for resamples, confidence in ((0, 0.95), (10, 0.0), (10, 1.0), (10, 1.5)):
+        with pytest.raises(ValueError) as e:
+            paired_bootstrap([1.5], resamples=resamples, confidence=confidence)
+        assert str(e.value) == (f"resamples must be >= 1 and confidence in (0, 1), got {resamples} and {confidence}")
+    # the ends of the preference scale are preferences; just outside them is an error, named
+    assert paired_bootstrap([1.0, 2.0, 1.0])["win_rate"] == pytest.approx(100 / 3)
+    for bad, message in (([], "preferences: empty"), ([2.01], "preferences: every value must lie in [1, 2]"),
+                         ([0.99], "preferences: every value must lie in [1, 2]"),
+                         ([1.5, float("inf")], "preferences: contains NaN or infinite values")):
+        with pytest.raises(ValueError) as e:
+            paired_bootstrap(bad)
+        assert str(e.value) == message
+
+
+def test_excludes_50_just_above_it():
+    b = paired_bootstrap([1.505] * 30)  # every resample is 50.5
+    assert b["ci_low"] == pytest.approx(50.5) and b["excludes_50"] is True
+    b = paired_bootstrap([1.495] * 30)
+    assert b["ci_high"] == pytest.approx(49.5) and b["excludes_50"] is True

@@ -86,3 +86,37 @@ def test_lc_keeps_a_real_quality_gap():
     p_win = 1 / (1 + np.exp(-(1.0 + 2 * x)))  # intercept 1 -> 73.1% at equal length
     m = win_rate(1 + p_win, lengths=model, ref_lengths=ref)
     assert m["lc_win_rate"] == pytest.approx(100 / (1 + math.exp(-1)), abs=3)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"preferences": []}, "preferences: empty"),
+    ({"preferences": [2.5]}, "preferences: every value must lie in [1, 2]"),
+    ({"preferences": [0.5, 1.5]}, "preferences: every value must lie in [1, 2]"),
+    ({"preferences": [1.0, float("nan")]}, "preferences: contains NaN or infinite values"),
+    ({"preferences": [[1.5, 1.5]]}, "preferences: expected a flat sequence"),
+    ({"preferences": [1.5, 2], "lengths": [1, float("inf")], "ref_lengths": [1, 2]},
+     "lengths: contains NaN or infinite values"),
+    ({"preferences": [1.5, 2], "lengths": [1, 2], "ref_lengths": [1, float("nan")]},
+     "ref_lengths: contains NaN or infinite values"),
+    ({"preferences": [1.5, 2], "lengths": [1, 2, 3], "ref_lengths": [1, 2]},
+     "lengths: expected 2 values each, got 3 and 2"),
+])
+def test_each_bad_argument_is_named(kwargs, message):
+    preferences = kwargs.pop("preferences")
+    with pytest.raises(ValueError) as e:
+        win_rate(preferences, **kwargs)
+    assert str(e.value) == message
+
+
+def test_the_ends_of_the_scale_two_prompts_and_one_sided_lengths():
+    m = win_rate([1.0, 2.0])
+    assert m["win_rate"] == 50 and m["standard_error"] == pytest.approx(50)  # two prompts have a spread
+    assert set(m) == {"win_rate", "standard_error", "discrete_win_rate", "n_wins", "n_draws", "n_losses",
+                      "n_total", "lc_win_rate", "avg_length", "reference_avg_length"}
+    # lengths of one side only are not a length comparison: no averages, no LC, no error
+    for kwargs in ({"lengths": [3, 4]}, {"ref_lengths": [3, 4]}):
+        one = win_rate([1.25, 2.0], **kwargs)
+        assert one["avg_length"] is None and one["reference_avg_length"] is None and one["lc_win_rate"] is None
+    # length_controlled=False keeps the averages and skips the fit
+    m = win_rate([1.25, 2.0, 1.5], lengths=[3, 9, 4], ref_lengths=[5, 5, 5], length_controlled=False)
+    assert m["lc_win_rate"] is None and m["avg_length"] == pytest.approx(16 / 3) and m["reference_avg_length"] == 5

@@ -80,6 +80,14 @@ def _score_fault(value) -> str | None:
     return None
 
 
+def _text_fault(data: dict) -> str | None:
+    """A JSONL record's instruction or output that is not text (polars would turn a number into one)."""
+    for col in ("instruction", "output"):
+        if data[col] is not None and not isinstance(data[col], str):
+            return f"'{col}' must be a string, got {type(data[col]).__name__}: {data[col]!r:.60}"
+    return None
+
+
 def _check_text(df: pl.DataFrame, path: Path) -> None:
     for col in ("instruction", "output"):
         if df[col].dtype not in (pl.String, pl.Null):
@@ -98,7 +106,7 @@ def read_scores(path: str | Path) -> pl.DataFrame:
         rows = []
         for rec in iter_records(path, SCORE_COLUMNS):
             data = rec.strict()
-            fault = _score_fault(data["score"])
+            fault = _score_fault(data["score"]) or _text_fault(data)
             if fault is not None:
                 raise InputError(path, fault, rec.label)
             rows.append(data | {"score": None if data["score"] is None else float(data["score"])})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import polars as pl
 import pytest
 from datasketch import MinHash
@@ -110,3 +111,82 @@ def test_shingles_do_not_cross_texts():
     b, _ = shingle_hashes(pl.Series(["x y"]), 2)
     c, _ = shingle_hashes(pl.Series(["z w"]), 2)
     assert list(a) == [b[0], c[0]]
+
+
+def test_shingle_and_signature_hashes_are_pinned():
+    """The recorded corpus (dvc.lock) depends on these exact values: a change of the word hash, its
+    32-bit mask, the shingle combination or the permutations changes which segments are near copies.
+    (Polars' hash is stable for the pinned polars; an upgrade that changes it fails here first.)"""
+    texts = pl.Series(["the quick brown fox jumps", "lazy dog"])
+    hv, doc = shingle_hashes(texts, 2)
+    assert hv.tolist() == [996239916, 2761667653, 533726079, 4028060559, 3985106258] and doc.tolist() == [0, 0, 0, 0, 1]
+    assert hv.dtype == np.uint32
+    sig = NearDedup(num_perm=8, threshold=0.5, seed=3, shingle_size=2).signatures(texts)
+    assert sig.dtype == np.uint32 and sig.shape == (2, 8)
+    assert sig[:, :3].tolist() == [[516536374, 957637582, 141123837], [1547294346, 3800371484, 3660348869]]
+    assert text_hashes(pl.Series(["a b", "c"])) == [13078424131579018198, 11849191238639012789]
+
+
+def test_shingle_size_bounds():
+    for k in (1, 8):
+        hv, doc = shingle_hashes(pl.Series(["a b c d e f g h i j"]), k)
+        assert len(hv) == 10 - k + 1 and set(doc.tolist()) == {0}
+    for k in (0, 9):
+        with pytest.raises(ValueError) as e:
+            shingle_hashes(pl.Series(["a b"]), k)
+        assert str(e.value) == "shingle_size must be between 1 and 8"
+
+
+@pytest.mark.parametrize("text,share", [
+    ("", 0.0),  # no line at all
+    ("http://x.y", 1.0),  # one line, a link
+    ("http://x.y abc", 1.0),  # three letters besides the link: still a link line
+    ("http://x.y abcd", 0.0),  # four: a sentence with a link in it
+    ("[a](http://x)\nplain words here", 0.5),
+    ("ok\nhttp://x", 0.5),  # a short line without a link is not a link line
+    ("see\n\n[x](u)\n  \n|badge|", 2 / 3),  # blank lines do not count
+])
+def test_link_line_share(text, share):
+    from humpback.corpus.filters import link_line_share
+
+    got = pl.DataFrame({"t": [text]}).select(link_line_share(pl.col("t"))).to_series().to_list()
+    assert got == [pytest.approx(share)]
+
+
+def _text(n: int) -> str:
+    return ("abcdefghij" * (n // 10 + 1))[:n]
+
+
+@pytest.mark.parametrize(("rows", "cfg", "reasons"), [
+    # lengths: the bounds themselves pass
+    ([{"text": _text(100)}, {"text": _text(99)}], {}, [None, "too_short"]),
+    ([{"text": _text(1000)}, {"text": _text(1001)}], {}, [None, "too_long"]),
+    # capitals: a share at the limit passes, above it fails; under the minimum letters never fails
+    ([{"header": "ABCDEFGhij"}, {"header": "ABCDEFGHij"}], {}, [None, "header_caps"]),
+    ([{"header": "ABCDE"}, {"header": "ABCD"}], {}, ["header_caps", None]),
+    ([{"header": "ABCDEF"}], {"header_caps_min_letters": 7}, [None]),
+    ([{"header": "ABcd"}], {"header_caps_min_letters": 0, "max_header_caps": 0.4}, ["header_caps"]),
+    # letters: half the characters is enough at min_alpha_share 0.5
+    ([{"text": "ab12" * 40}, {"text": "ab123" * 40}], {}, [None, "low_alpha"]),
+    ([{"text": "ab123" * 40}], {"min_alpha_share": 0.4}, [None]),
+    # link lines: 3 of 10 lines is the limit at 0.3, 4 of 10 is over
+    ([{"text": "\n".join(["[x](https://e.com)"] * 3 + [PROSE[:80]] * 7)}], {"max_dup_line_share": 1}, [None]),
+    ([{"text": "\n".join(["[x](https://e.com)"] * 4 + [PROSE[:80]] * 6)}], {"max_dup_line_share": 1}, ["link_lines"]),
+    ([{"text": "\n".join(["[x](https://e.com)"] * 4 + [PROSE[:80]] * 6)}],
+     {"max_dup_line_share": 1, "max_link_line_share": 0.4}, [None]),
+    # repeated lines: 3 repeats of 10 worded lines is the limit at 0.3, 4 is over
+    ([{"text": "\n".join([f"line number {w} of the text" for w in "abcdefg"] + ["line number a of the text"] * 3)}],
+     {}, [None]),
+    ([{"text": "\n".join([f"line number {w} of the text" for w in "abcdef"] + ["line number a of the text"] * 4)}],
+     {}, ["dup_lines"]),
+    ([{"text": "\n".join([f"line number {w} of the text" for w in "abcdef"] + ["line number a of the text"] * 4)}],
+     {"max_dup_line_share": 0.4}, [None]),
+])
+def test_each_threshold_is_inclusive_and_configurable(rows, cfg, reasons):
+    assert run(rows, **cfg) == reasons
+
+
+def test_a_whole_document_is_headerless_unless_its_source_allows_it():
+    # whole_doc: the segmenter found no header in the document (its title may still fill `header`)
+    assert run([{"whole_doc": True, "header": "Resting the dough"}]) == ["headerless_doc"]
+    assert run([{"whole_doc": True, "header": "", "headerless_ok": True}], reject_empty_header=True) == [None]

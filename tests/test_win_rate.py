@@ -120,3 +120,9 @@ def test_the_ends_of_the_scale_two_prompts_and_one_sided_lengths():
     # length_controlled=False keeps the averages and skips the fit
     m = win_rate([1.25, 2.0, 1.5], lengths=[3, 9, 4], ref_lengths=[5, 5, 5], length_controlled=False)
     assert m["lc_win_rate"] is None and m["avg_length"] == pytest.approx(16 / 3) and m["reference_avg_length"] == 5
+
+
+def test_text_where_a_preference_belongs_is_a_value_error():
+    # a ValueError like every other bad preference, not the TypeError numpy gives for text
+    with pytest.raises(ValueError, match="could not convert string to float: 'high'"):
+        win_rate(["high"])

@@ -45,7 +45,8 @@ def dup_line_share(text: pl.Expr) -> pl.Expr:
     """Share of lines (among lines with letters) that repeat an earlier line of the same text."""
     worded = _lines(text).list.eval(pl.element().filter(pl.element().str.contains(r"\p{L}")))
     n_worded = worded.list.len()
-    return pl.when(n_worded > 0).then(1.0 - worded.list.n_unique() / n_worded).otherwise(0.0)
+    # repeats / lines, not 1 - unique / lines: 3 of 10 is exactly 0.3, at the limit, not above it
+    return pl.when(n_worded > 0).then((n_worded - worded.list.n_unique()) / n_worded).otherwise(0.0)
 
 
 def link_line_share(text: pl.Expr) -> pl.Expr:

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import polars as pl
 import pytest
-from datasketch import MinHash
+from datasketch import MinHash, MinHashLSH
 
 from humpback.corpus.config import CorpusConfig
 from humpback.corpus.dedup import ExactDedup, NearDedup, normalise, shingle_hashes, text_hashes
@@ -190,3 +190,19 @@ def test_a_whole_document_is_headerless_unless_its_source_allows_it():
     # whole_doc: the segmenter found no header in the document (its title may still fill `header`)
     assert run([{"whole_doc": True, "header": "Resting the dough"}]) == ["headerless_doc"]
     assert run([{"whole_doc": True, "header": "", "headerless_ok": True}], reject_empty_header=True) == [None]
+
+
+def test_filter_edges_the_grid_does_not_reach():
+    assert run([{"header": "V2.1.0 (2024-05-01)"}, {"header": "v3.0 changes"}]) == ["version_header"] * 2
+    assert run([{"text": "ab"}, {"text": "a"}], min_chars=1, max_chars=1) == ["too_long", None]
+    passed = apply_filters(pl.DataFrame({"header": ["Resting the dough"], "text": [PROSE], "whole_doc": [False],
+                                         "headerless_ok": [False], "n_chars": [len(PROSE)]}),
+                           CorpusConfig(min_chars=100, max_chars=1000))
+    assert passed["reason"].dtype == pl.String and passed["reason"].to_list() == [None]
+
+
+def test_near_dedup_defaults_are_the_corpus_defaults():
+    cfg, near = CorpusConfig(), NearDedup()
+    assert (near.num_perm, near.k, near.seed) == (cfg.minhash_num_perm, cfg.shingle_size, cfg.seed)
+    bands = MinHashLSH(threshold=cfg.minhash_threshold, num_perm=cfg.minhash_num_perm)
+    assert (near.lsh.b, near.lsh.r) == (bands.b, bands.r)

@@ -7,13 +7,44 @@ from pathlib import Path
 import pytest
 
 
+def _built_once(out: Path) -> None:
+    """prepare_base(tiny) into `out`, from a per-machine cache: building it reads the embedded GGUF's
+    tokenizer (about 15 s), which every test process (each xdist worker, each mutant under mutmut)
+    would otherwise pay. The cache key is everything that decides the files: the code that builds
+    them and the library versions."""
+    import contextlib
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+    import transformers
+
+    from humpback import models, rendering
+    from humpback.models import BaseModelConfig, prepare_base
+
+    cfg = BaseModelConfig(source="tiny")
+    key = hashlib.sha256(b"".join([Path(models.__file__).read_bytes(), Path(rendering.__file__).read_bytes(),
+                                   repr(cfg).encode(), transformers.__version__.encode(),
+                                   torch.__version__.encode()])).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "humpback-tests"
+    cached = root / f"tiny-{key}"
+    if not cached.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
+        prepare_base(cfg, staging / "base")
+        with contextlib.suppress(OSError):  # the rename is atomic; another process may have won the race
+            (staging / "base").rename(cached)
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(cached, out)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A models/base-like directory holding a random tiny Llama with the embedded tokenizer."""
-    from humpback.models import BaseModelConfig, prepare_base
-
     out = tmp_path_factory.mktemp("models") / "base"
-    prepare_base(BaseModelConfig(source="tiny"), out)
+    _built_once(out)
     return out
 
 

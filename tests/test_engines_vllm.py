@@ -65,6 +65,8 @@ def test_vllm_generates_and_scores_like_transformers(embedded_dir):
 
 @requires
 def test_vllm_serves_a_lora_adapter(embedded_dir, tmp_path):
+    """An adapter with non-zero weights changes the model, and vLLM applies it as PEFT does: the
+    rating distribution through the adapter matches the transformers engine's, and not the base's."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -75,14 +77,28 @@ def test_vllm_serves_a_lora_adapter(embedded_dir, tmp_path):
     adapter = tmp_path / "lora"
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(embedded_dir)
-    get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))  # random A and B: not the identity
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.mul_(20.0)  # large enough to move the next-token distribution
+    peft.save_pretrained(adapter)
     AutoTokenizer.from_pretrained(embedded_dir).save_pretrained(adapter)
     write_json({"kind": "adapter", "base": str(embedded_dir)}, adapter / META)
+    rate = [chat("Reply with a digit from 1 to 5: how good is this answer? 'Paris is in France.'")]
     with load_engine(adapter, _cfg(max_lora_rank=8)) as e:
         assert e.lora is not None
-        # a freshly initialised LoRA (B = 0) leaves the model unchanged
-        (out,) = e.generate([chat("What is the capital of France?")], Sampling(temperature=0.0, max_new_tokens=24))
-    assert "paris" in out.lower()
+        (through_vllm,) = e.choice_logprobs(rate, DIGITS, assistant_prefix="Score: ")
+    hf = EngineConfig(backend="transformers", device="cuda", dtype="bfloat16")
+    with load_engine(adapter, hf) as t:
+        (through_peft,) = t.choice_logprobs(rate, DIGITS, assistant_prefix="Score: ")
+    with load_engine(embedded_dir, hf) as b:
+        (base,) = b.choice_logprobs(rate, DIGITS, assistant_prefix="Score: ")
+    gap = max(abs(through_peft[d] - base[d]) for d in DIGITS)
+    assert gap > 0.5, "the adapter should move the distribution"
+    for d in DIGITS:
+        assert through_vllm[d] == pytest.approx(through_peft[d], abs=0.15)
 
 
 @requires

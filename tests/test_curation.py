@@ -512,3 +512,50 @@ def test_params_yaml_sections_load():
     assert isinstance(load_section("score", REPO / "params.yaml"), ScoreConfig)
     assert isinstance(load_section("select", REPO / "params.yaml"), SelectConfig)
     assert isinstance(load_section("score", REPO / "params.yaml").sampling, SamplingParams)
+
+
+def test_select_messages_are_whole(tmp_path):
+    with pytest.raises(EmptyResultError) as e:
+        select(_scored([2.0, None]), SelectConfig(threshold=4.5))
+    assert str(e.value) == ("scores: threshold 4.5 keeps no pair out of 2 (scores seen range 2..2); "
+                            "lower select.threshold or set select.allow_empty: true")
+    with pytest.raises(EmptyResultError) as e:
+        select(_scored([None, None]), SelectConfig(threshold=4.5), source="f.parquet")
+    assert str(e.value) == ("f.parquet: threshold 4.5 keeps no pair out of 2 (no row has a parsed score); "
+                            "lower select.threshold or set select.allow_empty: true")
+    with pytest.raises(EmptyResultError) as e:
+        select(_scored([5.0, 2.0]), SelectConfig(threshold=4.5, sample=2))
+    assert str(e.value) == ("scores: select.sample is 2 but only 1 of 2 pairs were kept (threshold 4.5, top_share 0.5, "
+                            "max_examples 0); lower select.sample or keep more pairs")
+
+
+def test_a_sample_of_one(tmp_path):
+    kept = select(_scored([5.0, 4.0, 4.5]), SelectConfig(threshold=4, sample=1, seed=0))
+    assert kept.height == 1 and kept["segment_id"][0] in {"s0", "s1", "s2"}
+
+
+def test_run_select_metrics_whole(tmp_path):
+    p = tmp_path / "one.parquet"
+    _scored([4.0, 5.0, 1.0]).with_columns(pl.Series("mode", ["generate"] * 3)).head(3).write_parquet(p)
+    m = run_select(p, SelectConfig(threshold=4, top_share=0.5, max_examples=7), curated_path=tmp_path / "c.parquet",
+                   metrics_path=tmp_path / "m.json")
+    assert m == {"mode": "generate", "curate": True, "threshold": 4, "max_examples": 7, "top_share": 0.5, "sample": 0,
+                 "sample_seed": 0, "n": 3, "kept": 2, "kept_share": 0.6667, "kept_unscored": 0, "parse_failures": 0,
+                 "histogram": {"1": 1, "2": 0, "3": 0, "4": 1, "5": 1, "unparsed": 0}, "kept_mean_score": 4.5}
+    # a file of one row; a mean that needs rounding; nothing scored among the kept
+    single = tmp_path / "single.parquet"
+    _scored([4.0]).with_columns(pl.lit("logprob").alias("mode")).write_parquet(single)
+    assert run_select(single, SelectConfig(threshold=4), curated_path=tmp_path / "c.parquet",
+                      metrics_path=tmp_path / "m.json")["mode"] == "logprob"
+    thirds = tmp_path / "thirds.parquet"
+    _scored([3.0, 3.0, 4.0]).write_parquet(thirds)
+    m = run_select(thirds, SelectConfig(threshold=3, top_share=0), curated_path=tmp_path / "c.parquet", metrics_path=tmp_path / "m.json")
+    assert m["kept_mean_score"] == 3.3333 and m["mode"] is None
+    none = tmp_path / "none.parquet"
+    _scored([None, None, 5.0]).write_parquet(none)
+    m = run_select(none, SelectConfig(curate=False, top_share=0), curated_path=tmp_path / "c.parquet",
+                   metrics_path=tmp_path / "m.json")
+    assert (m["kept"], m["kept_unscored"], m["parse_failures"], m["kept_share"]) == (3, 2, 2, 1.0)
+    m = run_select(none, SelectConfig(threshold=5, top_share=0), curated_path=tmp_path / "c.parquet",
+                   metrics_path=tmp_path / "m.json")
+    assert m["kept_share"] == 0.3333 and m["kept_mean_score"] == 5.0

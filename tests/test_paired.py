@@ -133,6 +133,9 @@ def test_the_interval_of_a_seed_is_pinned():
     assert (b["win_rate"], b["ci_low"], b["ci_high"]) == pytest.approx((47.491892, 38.174865, 56.073243), abs=1e-5)
     narrow = paired_bootstrap(_prefs(), resamples=600, seed=1, confidence=0.8)
     assert (narrow["ci_low"], narrow["ci_high"]) == pytest.approx((41.346486, 53.462432), abs=1e-5)
+    # near the median every resample counts (a batch that drops or repeats one shows here)
+    inner = paired_bootstrap(_prefs(), resamples=600, seed=1, confidence=0.2)
+    assert (inner["ci_low"], inner["ci_high"]) == pytest.approx((46.382703, 48.654054), abs=1e-5)
     # the defaults are 2000 resamples, seed 0, 95%
     assert paired_bootstrap(_prefs()) == paired_bootstrap(_prefs(), resamples=2000, seed=0, confidence=0.95)
     assert paired_bootstrap(_prefs()) != paired_bootstrap(_prefs(), resamples=2001, seed=0)

@@ -98,3 +98,29 @@ def test_parquet_text_faults(tmp_path):
     assert error(path) == f"{path}, record row 1: 'instruction' is null"
     path = parquet(tmp_path, segment_id=["a", "b"], instruction=["i", "j"], output=[1, 2], score=[3.0, 4.0])
     assert error(path) == f"{path}: column 'output' must hold strings, it holds Int64"
+
+
+def test_jsonl_columns_and_extra_keys(tmp_path):
+    df = read_scores(jsonl(tmp_path, [row(0, 4), row(1, None)]))
+    assert df.columns == ["segment_id", "instruction", "output", "score"]
+    # an extra key that is null in the first hundred rows and text later is read, not guessed from the start
+    rows = [row(i, 3) | {"note": None} for i in range(120)] + [row(120, 4) | {"note": "late"}]
+    assert read_scores(jsonl(tmp_path, rows, "late.jsonl"))["note"].to_list()[-1] == "late"
+    # an extra key whose values no one column can hold
+    path = jsonl(tmp_path, [row(0, 3) | {"meta": [1]}, row(1, 4) | {"meta": "x"}], "meta.jsonl")
+    assert error(path).startswith(f"{path}: columns of mixed types (ComputeError: could not append value")
+
+
+def test_missing_columns_are_named(tmp_path):
+    path = jsonl(tmp_path, [{"segment_id": "s0", "instruction": "i", "score": 3}])
+    assert error(path) == f"{path}, record line 1: missing key(s) output; has: segment_id, instruction, score"
+    path = parquet(tmp_path, segment_id=["a"], instruction=["i"], score=[3.0])
+    assert error(path) == f"{path}: missing column(s) output; has: segment_id, instruction, score"
+
+
+def test_a_text_score_column_of_nulls_names_row_0(tmp_path):
+    path = tmp_path / "scores.parquet"
+    pl.DataFrame({"segment_id": ["a", "b"], "instruction": ["i", "j"], "output": ["o", "p"],
+                  "score": pl.Series([None, None], dtype=pl.String)}).write_parquet(path)
+    assert error(path) == (f"{path}, record row 0: column 'score' must hold numbers in [1, 5] or null (unparsed), "
+                           "it holds String: None")

@@ -126,3 +126,9 @@ def test_text_where_a_preference_belongs_is_a_value_error():
     # a ValueError like every other bad preference, not the TypeError numpy gives for text
     with pytest.raises(ValueError, match="could not convert string to float: 'high'"):
         win_rate(["high"])
+
+
+def test_the_one_model_fit_names_its_own_bad_input():
+    with pytest.raises(ValueError) as e:
+        lc_win_rate([1.5, float("nan")], [1, 2], [1, 2])
+    assert str(e.value) == "preferences: contains NaN or infinite values"

@@ -206,3 +206,18 @@ def test_near_dedup_defaults_are_the_corpus_defaults():
     assert (near.num_perm, near.k, near.seed) == (cfg.minhash_num_perm, cfg.shingle_size, cfg.seed)
     bands = MinHashLSH(threshold=cfg.minhash_threshold, num_perm=cfg.minhash_num_perm)
     assert (near.lsh.b, near.lsh.r) == (bands.b, bands.r)
+
+
+def test_a_text_shorter_than_a_shingle_is_one_shingle_of_its_own_words():
+    alone, _ = shingle_hashes(pl.Series(["a b"]), 3)
+    beside, doc = shingle_hashes(pl.Series(["a b", "c d e"]), 3)
+    assert alone.tolist() == [4216463971] and beside.tolist() == [4216463971, 1724421481] and doc.tolist() == [0, 1]
+
+
+def test_letterless_text_and_one_letter_lines():
+    # with the letter filter off, a text without letters has no repeated worded lines
+    assert run([{"text": "1234 5678 " * 20}], min_alpha_share=0) == [None]
+    from humpback.corpus.filters import link_line_share
+
+    share = pl.DataFrame({"t": ["a\nhttp://x"]}).select(link_line_share(pl.col("t"))).item()
+    assert share == 0.5  # a one-letter line is a line

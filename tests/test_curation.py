@@ -559,3 +559,10 @@ def test_run_select_metrics_whole(tmp_path):
     m = run_select(none, SelectConfig(threshold=5, top_share=0), curated_path=tmp_path / "c.parquet",
                    metrics_path=tmp_path / "m.json")
     assert m["kept_share"] == 0.3333 and m["kept_mean_score"] == 5.0
+
+
+def test_run_select_with_no_scored_row_kept(tmp_path):
+    p = tmp_path / "unscored.parquet"
+    _scored([None, None]).write_parquet(p)
+    m = run_select(p, SelectConfig(curate=False), curated_path=tmp_path / "c.parquet", metrics_path=tmp_path / "m.json")
+    assert m["kept"] == 2 and m["kept_mean_score"] is None and m["parse_failures"] == 2

@@ -132,3 +132,9 @@ def test_the_one_model_fit_names_its_own_bad_input():
     with pytest.raises(ValueError) as e:
         lc_win_rate([1.5, float("nan")], [1, 2], [1, 2])
     assert str(e.value) == "preferences: contains NaN or infinite values"
+
+
+def test_length_feature_needs_two_prompts_for_a_spread():
+    assert length_feature(np.array([5]), np.array([3])).tolist() == [0.0]
+    two = length_feature(np.array([1, 3]), np.array([0, 0]))
+    assert two.tolist() == pytest.approx([math.tanh(1 / math.sqrt(2)), math.tanh(3 / math.sqrt(2))])

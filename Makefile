@@ -24,7 +24,7 @@ bench:
 
 # Mutation testing of the core modules ([tool.mutmut] in pyproject.toml): every small change to them
 # must fail a fast test. metrics/mutation.json gets killed / survived per module; survivors that no
-# test can tell apart are listed with their reason in tests/mutation_equivalents.yaml. MUTANTS narrows
+# test can tell apart are listed with their reason in scripts/mutation_equivalents.yaml. MUTANTS narrows
 # the run, e.g. make mutation MUTANTS='humpback.curation.*' (results of earlier runs are kept).
 MUTANTS ?=
 mutation: dev

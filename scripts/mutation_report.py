@@ -2,7 +2,7 @@
 
 Each mutant is one small change to a core module (pyproject.toml's [tool.mutmut] only_mutate), run
 against the fast tests that reach the changed function. A survivor is either a gap in the tests or
-an equivalent change; tests/mutation_equivalents.yaml lists the equivalent ones, each by its module,
+an equivalent change; scripts/mutation_equivalents.yaml lists the equivalent ones, each by its module,
 function and the mutated line with the reason no test can tell it apart. An entry that no longer
 matches a survivor is reported as stale, so the list cannot outlive the code it describes.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.yaml"
+EQUIVALENTS = ROOT / "scripts" / "mutation_equivalents.yaml"
 OUT = ROOT / "metrics" / "mutation.json"
 TARGET = 90.0
 # mutmut's exit codes (mutmut.stats.status_by_exit_code); anything else is "suspicious"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -24,10 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENTS = ROOT / "scripts" / "mutation_equivalents.yaml"
 OUT = ROOT / "metrics" / "mutation.json"
 TARGET = 90.0
-# mutmut's exit codes (mutmut.stats.status_by_exit_code); anything else is "suspicious"
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests", 34: "skipped",
-          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
-          37: "type_check", -11: "segfault", -9: "segfault", None: "not_checked"}
+# mutmut's own status names, shortened to keys ("caught by type check" -> type_check)
+_RENAME = {"no tests": "no_tests", "not checked": "not_checked", "caught by type check": "type_check",
+           "check was interrupted by user": "interrupted"}
 # mutmut's keys: <module>.x_<function>__mutmut_<n>, or <module>.xǁ<Class>ǁ<method>__mutmut_<n>
 _NAME = re.compile(r"^(?P<module>.+?)\.x(?:ǁ(?P<cls>[^ǁ]+)ǁ|_)(?P<func>.+)__mutmut_(?P<n>\d+)$")
 
@@ -51,6 +51,7 @@ def function_of(name: str) -> str:
 def read_mutants(mutants: Path) -> list[Mutant]:
     """Every mutant of the last run, with its status and its + lines."""
     from mutmut.mutation.diff_apply import get_diff_for_mutant  # the pinned dev dependency
+    from mutmut.stats import status_by_exit_code
 
     out = []
     for meta in sorted((mutants / "src").rglob("*.py.meta")):
@@ -58,7 +59,7 @@ def read_mutants(mutants: Path) -> list[Mutant]:
         source = meta.with_suffix("")  # the mutated copy of the module
         module = str(source.relative_to(mutants / "src"))
         for name, code in sorted(data["exit_code_by_key"].items()):
-            status = STATUS.get(code, "suspicious")
+            status = _RENAME.get(status_by_exit_code[code], status_by_exit_code[code])
             change = ""
             if status != "killed":
                 diff = get_diff_for_mutant(name, path=Path("src") / module)
@@ -133,8 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.mutants / "src").is_dir():
         print(f"{args.mutants}: no mutmut run here; run `mutmut run` first (make mutation)", file=sys.stderr)
         return 2
-    import os
-
     os.chdir(args.mutants.parent)  # mutmut's own helpers read paths relative to the project
     from importlib.metadata import version
 

@@ -8,11 +8,17 @@ matches a survivor is reported as stale, so the list cannot outlive the code it 
 
     python scripts/mutation_report.py            # write metrics/mutation.json, exit 1 under target
     python scripts/mutation_report.py --print    # also print every unexplained survivor's diff
+
+A run narrowed to some modules (`make mutation MUTANTS='humpback.chunks.*'`) leaves the others not
+checked; each of those keeps its figures from the previous metrics/mutation.json when its source is
+byte-identical to the one they were measured on (the row's source_sha256), and stays not checked
+otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -69,6 +75,35 @@ def read_mutants(mutants: Path) -> list[Mutant]:
     return out
 
 
+def source_digest(module: str, src: Path = ROOT / "src") -> str:
+    return hashlib.sha256((src / module).read_bytes()).hexdigest()
+
+
+def carry_over(mutants: list[Mutant], previous: dict, digests: dict[str, str]) -> list[Mutant]:
+    """This run's mutants, where a module none of which were checked takes the previous report's
+    outcome instead (its survivors as they were, the rest as their counts), if its source has not
+    changed since; the survivors are matched to the equivalents list again by `tally`."""
+    by_module: dict[str, list[Mutant]] = {}
+    for m in mutants:
+        by_module.setdefault(m.module, []).append(m)
+    out = []
+    for module, ms in by_module.items():
+        row = previous.get("modules", {}).get(module)
+        if (row is None or any(m.status != "not_checked" for m in ms) or row.get("not_checked")
+                or row.get("source_sha256") != digests.get(module)):
+            out += ms
+            continue
+        kept = [Mutant(s["mutant"], module, s["function"], s["status"], s["change"])
+                for s in previous.get("survivors", []) if s["module"] == module]
+        for status in ("killed", "timeout", "type_check", "segfault"):
+            kept += [Mutant(f"{module}:{status}:{i}", module, "", status, "") for i in range(row.get(status, 0))]
+        if len(kept) != row["mutants"]:  # a report that does not add up is not carried
+            out += ms
+            continue
+        out += kept
+    return out
+
+
 def load_equivalents(path: Path) -> list[dict]:
     from ruamel.yaml import YAML
 
@@ -81,7 +116,7 @@ def load_equivalents(path: Path) -> list[dict]:
     return entries
 
 
-def tally(mutants: list[Mutant], equivalents: list[dict]) -> dict:
+def tally(mutants: list[Mutant], equivalents: list[dict], digests: dict[str, str] | None = None) -> dict:
     """Per module: counts by status, survivors explained as equivalent, and the kill rate, where
     killed_pct counts every mutant and score_pct leaves the equivalent ones out."""
     used = [0] * len(equivalents)
@@ -107,10 +142,13 @@ def tally(mutants: list[Mutant], equivalents: list[dict]) -> dict:
         caught = c["killed"] + c["timeout"] + c["type_check"] + c["segfault"]
         table[module] = {
             "mutants": c["mutants"], "killed": c["killed"], "timeout": c["timeout"], "survived": c["survived"],
-            "no_tests": c["no_tests"], "not_checked": c["not_checked"], "equivalent": c["equivalent"],
+            "type_check": c["type_check"], "segfault": c["segfault"], "no_tests": c["no_tests"],
+            "not_checked": c["not_checked"], "equivalent": c["equivalent"],
             "killed_pct": round(100 * caught / c["mutants"], 1),
             "score_pct": round(100 * caught / max(1, c["mutants"] - c["equivalent"]), 1),
         }
+        if digests and module in digests:
+            table[module]["source_sha256"] = digests[module]
     stale = [e for e, n in zip(equivalents, used, strict=True) if n == 0]
     return {"target_pct": TARGET, "modules": table, "survivors": survivors,
             "stale_equivalents": [{k: e[k] for k in ("module", "function", "change")} for e in stale]}
@@ -137,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(args.mutants.parent)  # mutmut's own helpers read paths relative to the project
     from importlib.metadata import version
 
+    mutants = read_mutants(args.mutants)
+    digests = {m.module: source_digest(m.module) for m in mutants}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report = {"tool": f"mutmut {version('mutmut')}",
-              **tally(read_mutants(args.mutants), load_equivalents(EQUIVALENTS))}
+              **tally(carry_over(mutants, previous, digests), load_equivalents(EQUIVALENTS), digests)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -47,3 +47,36 @@ def test_the_shipped_equivalents_name_mutated_modules_with_reasons():
     entries = report.load_equivalents(report.EQUIVALENTS)
     assert entries and all(e["module"] in mutated and len(e["reason"]) > 20 for e in entries)
     assert len({(e["module"], e["function"], e["change"]) for e in entries}) == len(entries)
+
+
+def _run(killed: int, survived: str | None, module: str = "m.py") -> list:
+    M = report.Mutant
+    out = [M(f"k{i}", module, "f", "killed", "") for i in range(killed)]
+    return out + ([M("s1", module, "f", "survived", survived)] if survived else [])
+
+
+def test_a_narrowed_run_keeps_an_unchanged_modules_figures():
+    eq = [{"module": "m.py", "function": "f", "change": "x = 2", "reason": "same"}]
+    previous = report.tally(_run(9, "x = 2"), eq, {"m.py": "abc"})
+    assert previous["modules"]["m.py"]["source_sha256"] == "abc"
+    unchecked = [report.Mutant(f"n{i}", "m.py", "f", "not_checked", "") for i in range(10)]
+    carried = report.tally(report.carry_over(unchecked, previous, {"m.py": "abc"}), eq, {"m.py": "abc"})
+    assert carried["modules"] == previous["modules"] and carried["survivors"] == previous["survivors"]
+    assert carried["stale_equivalents"] == []  # the carried survivor still uses its entry
+    # the source changed since: the module is not checked, and under target
+    changed = report.tally(report.carry_over(unchecked, previous, {"m.py": "def"}), eq, {"m.py": "def"})
+    assert changed["modules"]["m.py"]["not_checked"] == 10 and changed["modules"]["m.py"]["killed_pct"] == 0
+    # a module checked in this run takes this run's figures, whatever the previous report says
+    rerun = _run(5, "x = 2") + _run(4, "y = 1")[-1:]
+    fresh = report.tally(report.carry_over(rerun, previous, {"m.py": "abc"}), eq, {"m.py": "abc"})
+    assert (fresh["modules"]["m.py"]["mutants"], fresh["modules"]["m.py"]["survived"]) == (7, 2)
+    # a previous module row that was itself partly unchecked is not carried
+    partial = report.tally(_run(3, None) + unchecked[:2], eq, {"m.py": "abc"})
+    assert report.carry_over(unchecked, partial, {"m.py": "abc"}) == unchecked
+
+
+def test_the_source_digest_is_of_the_file_bytes(tmp_path):
+    (tmp_path / "m.py").write_bytes(b"x = 1\n")
+    before = report.source_digest("m.py", tmp_path)
+    (tmp_path / "m.py").write_bytes(b"x = 2\n")
+    assert report.source_digest("m.py", tmp_path) != before and len(before) == 64

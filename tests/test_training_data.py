@@ -162,3 +162,54 @@ def test_the_batch_loss_is_the_mean_nll_of_the_reply_tokens(tiny_model_dir, tok)
             total, count = total + float(nll), count + int(reply.sum())
     assert count == sum(sum(lab != IGNORE for lab in t.labels) for t in items)
     assert float(loss) == pytest.approx(total / count, rel=1e-4)
+
+
+def test_tokenize_all_counts_what_it_keeps_and_drops(tok):
+    from humpback.training.data import tokenize_all
+
+    exs = build_examples("m0", PromptsConfig(), SEED)
+    items, stats = tokenize_all(tok, exs, 256)
+    assert len(items) == stats.examples == 2
+    assert stats.tokens == sum(len(t.input_ids) for t in items)
+    assert stats.loss_tokens == sum(sum(lab != IGNORE for lab in t.labels) for t in items)
+    assert 0 < stats.loss_tokens < stats.tokens and not stats.truncated and not stats.dropped
+    n_prompt = min(t.labels.index(next(lab for lab in t.labels if lab != IGNORE)) for t in items)
+    long = build_examples("m0", PromptsConfig(), SEED.with_columns(pl.Series("instruction", ["word " * 300, "x"])))
+    cut, cut_stats = tokenize_all(tok, [*exs, long[0]], n_prompt + 40)
+    assert (len(cut), cut_stats.examples, dict(cut_stats.truncated)) == (3, 3, {"prompt": 1})
+    assert cut_stats.tokens == sum(len(t.input_ids) for t in cut) and len(cut[2].input_ids) <= n_prompt + 40
+    with pytest.raises(EmptyResultError, match="no training example fits in train.max_seq_len=5 tokens"):
+        tokenize_all(tok, exs, 5)
+
+
+def test_the_collator_pads_inputs_labels_and_mask_alike_from_either_form():
+    from humpback.training.data import Collator, Tokenized, TokenizedDataset
+
+    items = [Tokenized([5, 6, 7], [IGNORE, 6, 7]), Tokenized([8], [8])]
+    ds = TokenizedDataset(items)
+    assert len(ds) == 2 and ds[1] == {"input_ids": [8], "labels": [8]}
+    for batch in (Collator(0)(items), Collator(0)([ds[0], ds[1]])):
+        assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+        assert batch["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+        assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+        assert {str(t.dtype) for t in batch.values()} == {"torch.int64"}
+
+
+def test_read_pairs_names_a_missing_column_and_build_examples_its_kind(tmp_path):
+    p = tmp_path / "pairs.parquet"
+    pl.DataFrame({"instruction": ["x"]}).write_parquet(p)
+    with pytest.raises(InputError, match="pairs.parquet.*output"):
+        read_pairs(p, "pairs")
+    pl.DataFrame({"instruction": ["x"], "output": ["y"], "extra": [1]}).write_parquet(p)
+    assert read_pairs(p, "pairs").columns[:2] == ["instruction", "output"]
+    with pytest.raises(ValueError, match="unknown training kind 'sideways'"):
+        build_examples("sideways", PromptsConfig(), SEED)
+    with pytest.raises(ValueError, match="forward training needs the curated pairs"):
+        build_examples("forward", PromptsConfig(), SEED)
+    with pytest.raises(ValueError, match="with_seed=False is for forward only"):
+        build_examples("m0", PromptsConfig(), SEED, with_seed=False)
+    alone = build_examples("forward", PromptsConfig(), SEED, CURATED, with_seed=False)
+    assert [e.origin for e in alone] == ["curated"]
+    bad = pl.DataFrame({"instruction": ["x"], "output": ["  "]})
+    with pytest.raises(InputError, match="cur.parquet, record 0: instruction and output must be non-empty"):
+        build_examples("forward", PromptsConfig(), SEED, bad, curated_path="cur.parquet")

@@ -1,0 +1,293 @@
+"""The params loader's exact messages and boundaries: each line a user reads names the key and says
+what is wrong in the same words every time, and every limit sits where its message says."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from humpback import config as C
+from humpback.config import ParamsError, apply_preset, convert, load_section, override, param, seed_param
+from humpback.errors import ConfigError
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(ConfigError) as e:
+        fn(*args, **kwargs)
+    return str(e.value)
+
+
+def _problems(fn, *args, **kwargs) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        fn(*args, **kwargs)
+    return C.problems_of(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# fields
+
+
+def test_param_and_seed_param_carry_their_default_and_range():
+    f = param(3, ge=0, lt=9, one_of=[3, 4])
+    assert f.default == 3 and f.metadata["range"] == {"ge": 0, "lt": 9} and f.metadata["one_of"] == (3, 4)
+    assert param(default_factory=list).default_factory is list and "one_of" not in param(1).metadata
+    assert param(1).metadata["range"] == {} and param(1, gt=0, le=2).metadata["range"] == {"gt": 0, "le": 2}
+    s = seed_param()
+    assert s.default == 0 and s.metadata["range"] == {"ge": 0, "le": 2**32 - 1}
+    assert seed_param(7).default == 7
+
+
+@dataclass
+class Ranged:
+    n: int = param(1, ge=1, le=10)
+    share: float = param(0.5, gt=0, lt=1)
+    pick: str = param("a", one_of=("a", "b"))
+    lo: int = 1
+    hi: int = 5
+
+    def problems(self):
+        return C.at_most("lo", "hi", self)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"n": 0}, "r.n: 0 is out of range (must be >= 1 and <= 10)"),
+    ({"n": 11}, "r.n: 11 is out of range (must be >= 1 and <= 10)"),
+    ({"share": 0.0}, "r.share: 0 is out of range (must be > 0 and < 1)"),
+    ({"share": 1}, "r.share: 1 is out of range (must be > 0 and < 1)"),
+    ({"share": 0.25e-7}, None),
+    ({"pick": "c"}, "r.pick: 'c' is not one of a, b"),
+    ({"lo": 6}, "r.hi: 5 is less than lo (6)"),
+    ({"n": 10, "share": 0.999, "lo": 5}, None),
+])
+def test_ranges_and_rules_at_their_bounds(raw, message):
+    if message is None:
+        assert convert(raw, Ranged, "r") == Ranged(**raw)
+    else:
+        assert _problems(convert, raw, Ranged, "r") == [message]
+
+
+def test_at_most_with_zero_as_no_limit():
+    @dataclass
+    class Lim:
+        lo: int = 3
+        hi: int = 0
+
+    assert C.at_most("lo", "hi", Lim(), zero_is_off=True) == []
+    assert C.at_most("lo", "hi", Lim(3, 2), zero_is_off=True) == [("hi", "2 is less than lo (3); 0 = no limit")]
+    assert C.at_most("lo", "hi", Lim(3, 0)) == [("hi", "0 is less than lo (3)")]
+    assert C.at_most("lo", "hi", Lim(3, 3)) == [] and C.at_most("lo", "hi", Lim(None, 0)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# convert and override
+
+
+@dataclass
+class Inner:
+    r: int = param(16, ge=1)
+    alpha: int = 32
+
+
+@dataclass
+class Outer:
+    threshold: float = param(4.0, ge=1, le=5)
+    top: int = 3
+    inner: Inner = field(default_factory=Inner)
+    lo: int = 1
+    hi: int = 5
+
+    def problems(self):
+        return C.at_most("lo", "hi", self)
+
+
+def test_convert_names_the_type_of_a_union_no_arm_matches():
+    assert _message(convert, [1], int | str, "x") == "x: [1] matches none of int | str"
+    assert convert("a", int | str, "x") == "a" and convert(None, int | str | None, "x") is None
+    assert C._type_name(int) == "int" and C._type_name(int | str) == "int | str"
+
+
+def test_an_override_reports_every_problem_and_keeps_nested_defaults():
+    base = Outer()
+    assert override(base, {"inner": {"r": 8}}, "w") == Outer(inner=Inner(r=8, alpha=32))
+    assert override(base, {}, "w") == base and override(base, {"top": 4}, "w").top == 4
+    got = _problems(override, base, {"nope": 1, "threshold": "high", "top": 2.5, "inner": {"r": 0}}, "w")
+    assert got == ["w: unknown key(s) nope; known: hi, inner, lo, threshold, top",
+                   "w.threshold: expected a number, got 'high'",
+                   "w.top: expected an integer, got 2.5",
+                   "w.inner.r: 0 is out of range (must be >= 1)"]
+    assert _problems(override, base, {"threshold": 6}, "w") == ["w.threshold: 6 is out of range (must be >= 1 and <= 5)"]
+    assert _problems(override, base, {"lo": 9}, "w") == ["w.hi: 5 is less than lo (9)"]
+    assert _message(override, base, 3, "w") == "w: expected a mapping, got int"
+
+
+def test_params_error_is_one_line_with_a_count_of_the_rest():
+    assert str(ParamsError(["a"])) == "a"
+    assert str(ParamsError(["a", "b"], "p.yaml")) == "a (and 1 more problem: `humpback check-params p.yaml` lists them)"
+    assert str(ParamsError(["a", "b", "c", "b"])) == "a (and 2 more problems: `humpback check-params` lists them)"
+    assert C.problems_of(ParamsError(["a", "a", "b"])) == ["a", "b"] and C.problems_of(ConfigError("x")) == ["x"]
+
+
+# ---------------------------------------------------------------------------------------------
+# keys, excerpts, paths
+
+
+def test_keys_are_listed_up_to_ten_and_odd_keys_quoted():
+    assert C._keys([f"k{i}" for i in range(10)]) == ", ".join(f"k{i}" for i in range(10))
+    assert C._keys([f"k{i}" for i in range(11)]) == ", ".join(f"k{i}" for i in range(10)) + " and 1 more"
+    assert C._key("plain.key-1") == "plain.key-1"
+    odd = "a key with spaces " + "x" * 60
+    assert C._key(odd) == C.excerpt(odd, 40) and len(C._key(odd)) == 40
+    assert C._number(0.25) == "0.25" and C._number(3) == "3" and C._number("x" * 100) == C.excerpt("x" * 100, 40)
+
+
+def test_clip_and_excerpt_at_their_limits():
+    assert C.clip("a\n b\tc") == "a b c"
+    assert C.clip("x" * 160) == "x" * 160 and C.clip("x" * 161) == "x" * 159 + "…"
+    assert C.clip("abcdef", 4) == "abc…"
+    assert C.excerpt("y" * 10) == repr("y" * 10) and len(C.excerpt("y" * 500)) == 60
+    assert C.excerpt("y" * 500, 20) == repr("y" * 500)[:19] + "…"
+    assert C.excerpt(list(range(1000))) == "[0, 1, 2, 3, 4, 5, ...]" and len(C.excerpt(list(range(10**4)), 12)) == 12
+
+    assert C.excerpt(10**5000) == "<int>"  # a repr that fails (Python's digit limit): its type
+
+
+def test_read_path_limits():
+    assert C.read_path_problem("a" * 4096) is None
+    assert C.read_path_problem("a" * 4097) == f"{C.excerpt('a' * 4097)} is longer than 4096 characters: not a file name"
+    assert C.read_path_problem(" ") == "empty: name a file or directory"
+    assert C.read_path_problem("a\tb") == "'a\\tb' holds a control character (a newline, a tab, ...): not a file name"
+
+
+def test_names_paths_and_env_names():
+    assert C.name_problem("a" * 64) is None and C.name_problem("a" * 65) is not None
+    assert C.name_problem("it.1") is None and C.name_problem("it.1", iteration=True) is not None
+    assert C.name_problem("a..b") == ("'a..b' is not a safe model name: only letters, digits, _ . and -, 1-64 "
+                                      "characters starting with a letter or digit, no .. (it becomes a file name "
+                                      "and a word of a dvc.yaml command)")
+    assert C.name_problem("-x", "iteration name", iteration=True) == (
+        "'-x' is not a safe iteration name: only letters, digits, _ and -, 1-64 characters starting with a letter "
+        "or digit (it becomes a file name and a word of a dvc.yaml command)")
+    assert C.command_path_problem("data/eval/prompts+1.jsonl") is None
+    assert C.command_path_problem("-rf") is not None and C.command_path_problem("a b") is not None
+    assert C.command_path_problem("a" * 1024) is None and C.command_path_problem("a" * 1025) is not None
+    assert C.env_name_problem("") is None and C.env_name_problem("_A1") is None
+    assert C.env_name_problem("1A") == "'1A' is not an environment variable name (letters, digits and _, not starting with a digit)"
+    assert C.env_name_problem("A" * 128) is None and C.env_name_problem("A" * 129) is not None
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("a/b.txt", None),
+    ("", "'' is empty or holds a control character or a backslash"),
+    ("a\\b", "'a\\\\b' is empty or holds a control character or a backslash"),
+    ("a\x7fb", "'a\\x7fb' is empty or holds a control character or a backslash"),
+    ("/etc/x", "'/etc/x' is an absolute path"),
+    ("~/x", "'~/x' is an absolute path"),
+    ("C:x", "'C:x' is an absolute path"),
+    ("a/../../b", "'a/../../b' climbs out of its directory ('..')"),
+    ("a..b/c", None),
+])
+def test_relative_path_problems(path, problem):
+    assert C.relative_path_problem(path) == problem
+
+
+def test_inside_joins_parts_and_refuses_a_climb_or_a_link(tmp_path):
+    assert C.inside(tmp_path, "a", "b.txt") == tmp_path / "a" / "b.txt"
+    assert _message(C.inside, tmp_path, "a", "..", "..") == (
+        f"'a/../..' climbs out of its directory ('..'): an output path must stay inside {tmp_path}")
+    with pytest.raises(ConfigError, match="climbs out"):
+        C.inside(tmp_path, "a", "..")
+    (tmp_path / "out").symlink_to(tmp_path.parent)
+    assert _message(C.inside, tmp_path, "out", "x") == (
+        f"'out/x' leads outside {tmp_path} through a symbolic link: an output path must stay inside {tmp_path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the file
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: [1, 2\n", "not valid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
+    ("a: 1\n  b: 2\n", "not valid YAML: mapping values are not allowed here (line 2, column 4)"),
+    ("seed:\n  lang: &a [*a]\n", "not valid YAML for params: an alias refers to its own anchor (line 2)"),
+    ("- 1\n", "top level must be a mapping of sections"),
+])
+def test_a_yaml_problem_says_where(tmp_path, text, message):
+    p = tmp_path / "params.yaml"
+    p.write_text(text)
+    assert _message(C.read_params, p) == f"{p}: {message}"
+
+
+def test_a_yaml_problem_without_a_mark_is_its_message_clipped():
+    class Plain(Exception):
+        pass
+
+    assert C._yaml_problem(Plain("bad\nthing " + "z" * 300)) == C.clip("bad thing " + "z" * 300, 200)
+    e = Plain("x")
+    e.problem, e.problem_mark = "broken", None
+    assert C._yaml_problem(e) == "x"
+
+    @dataclass
+    class Mark:
+        line: int
+        column: int
+
+    e.problem_mark = Mark(4, 7)
+    assert C._yaml_problem(e) == "broken (line 5, column 8)"
+    e.problem = None
+    assert C._yaml_problem(e) == "x"
+
+
+def test_an_empty_file_means_every_default_and_bad_bytes_are_named(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("")
+    assert C.read_params(p) == {} and load_section("select", p) == C.default_section("select")
+    p.write_bytes(b"seed: {lang: \xff}\n")
+    assert _message(C.read_params, p).startswith(f"{p}: not valid YAML: ")
+
+
+def test_an_iteration_section_that_cannot_be_overridden_or_found(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("iterations:\n  it1: {prev: m0}\n  it2: {prev: it1}\n")
+    with pytest.raises(ValueError, match=r"section 'score' has no per-iteration overrides \(only select, train, mix\)"):
+        load_section("score", p, iteration="it1")
+    assert _message(load_section, "select", p, iteration="it9") == (
+        f"{p}: iterations.it9: no such iteration (known: it1, it2)")
+    assert _message(load_section, "nothing", p) == f"{p}: 'nothing' is not a known section"
+    p.write_text("iterations:\n  it1: {prev: m0, select: {threshold: 9}}\n")
+    assert _message(load_section, "select", p, iteration="it1") == (
+        f"{p}: iterations.it1.select.threshold: 9 is out of range (must be >= 0 and <= 5)")
+
+
+def test_apply_preset_writes_the_file_in_the_projects_layout(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("# top comment\nselect:\n  threshold: 4.5  # why\nengine:\n  openai:\n    model: 'served'\n")
+    preset = tmp_path / "p.yaml"
+    preset.write_text('select: {threshold: 3.5}\neval: {models: [base, m0]}\nprompts: {seed_tag: "Réponds é"}\n')
+    assert apply_preset(preset, params) == ["select", "eval", "prompts"]
+    assert params.read_text(encoding="utf-8") == (
+        "# top comment\nselect:\n  threshold: 3.5  # why\nengine:\n  openai:\n    model: 'served'\n"
+        "eval:\n  models:\n    - base\n    - m0\nprompts:\n  seed_tag: Réponds é\n")
+    long = tmp_path / "long.yaml"
+    long.write_text("prompts: {seed_tag: " + " ".join(["a"] * 80) + "}\n")
+    apply_preset(long, params)
+    assert [len(line) for line in params.read_text().splitlines()[-3:]] == [8, 120, 55]  # folded at 120 columns
+    fresh = tmp_path / "new.yaml"
+    apply_preset(preset, fresh)
+    assert C.read_params(fresh)["select"] == {"threshold": 3.5}
+
+
+def test_default_sections_are_the_classes_defaults():
+    for name in C.SECTIONS:
+        cls = C.section_class(name)
+        got = C.default_section(name)
+        if dataclasses.is_dataclass(cls):
+            assert isinstance(got, cls)
+    assert C.default_section("iterations") == {"it1": C.Iteration("m0"), "it2": C.Iteration("it1")}
+
+
+def test_the_shipped_params_file_reads_without_problems():
+    root = Path(__file__).resolve().parents[1]
+    assert set(C.validate_all(root / "params.yaml")) <= set(C.SECTIONS)

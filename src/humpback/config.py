@@ -625,7 +625,7 @@ def override(obj: T, raw: Any, where: str) -> T:
             continue
         current = getattr(obj, name)
         try:
-            if isinstance(value, dict) and dataclasses.is_dataclass(current) and not hasattr(type(current), "from_raw"):
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
                 changes[name] = override(current, value, f"{where}.{name}")
             else:
                 changes[name] = convert(value, hints[name], f"{where}.{name}")

@@ -151,6 +151,7 @@ def test_clip_and_excerpt_at_their_limits():
     assert C.excerpt("y" * 500, 20) == repr("y" * 500)[:19] + "…"
     assert C.excerpt(list(range(1000))) == "[0, 1, 2, 3, 4, 5, ...]" and len(C.excerpt(list(range(10**4)), 12)) == 12
 
+    assert len(C.excerpt({"a" * 50: "b" * 50})) == 80 and C.excerpt({"a" * 50: "b" * 50}).endswith("…")
     assert C.excerpt(10**5000) == "<int>"  # a repr that fails (Python's digit limit): its type
 
 
@@ -277,6 +278,14 @@ def test_apply_preset_writes_the_file_in_the_projects_layout(tmp_path):
     fresh = tmp_path / "new.yaml"
     apply_preset(preset, fresh)
     assert C.read_params(fresh)["select"] == {"threshold": 3.5}
+
+
+def test_a_section_read_into_a_class_of_the_callers(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("select: {threshold: 2, top: 7}\n")
+    assert load_section("select", p, Outer) == Outer(threshold=2.0, top=7)
+    p.write_text("select: {top: x}\n")
+    assert _message(load_section, "select", p, Outer) == f"{p}: select.top: expected an integer, got 'x'"
 
 
 def test_default_sections_are_the_classes_defaults():

@@ -213,3 +213,74 @@ def test_read_pairs_names_a_missing_column_and_build_examples_its_kind(tmp_path)
     bad = pl.DataFrame({"instruction": ["x"], "output": ["  "]})
     with pytest.raises(InputError, match="cur.parquet, record 0: instruction and output must be non-empty"):
         build_examples("forward", PromptsConfig(), SEED, bad, curated_path="cur.parquet")
+
+
+def _lengths(tok, messages):
+    from humpback.training.data import _split
+
+    prompt, reply = _split(tok, messages)
+    return len(prompt), len(reply)
+
+
+def test_truncation_at_its_bounds(tok):
+    from humpback.training.data import tokenize_all
+
+    def m0(instruction: str, output: str):
+        return build_examples("m0", PromptsConfig(), pl.DataFrame({"instruction": [instruction], "output": [output]}))[0]
+
+    ex = m0("Q?", "An answer of a few words.")
+    n_prompt, n_reply = _lengths(tok, ex.messages)
+    stats = TokenizeStats()
+    exact = tokenize_example(tok, ex.messages, n_prompt + n_reply, stats)  # fits exactly: nothing cut
+    assert len(exact.input_ids) == n_prompt + n_reply and not stats.truncated
+    answer = m0("Q?", " ".join(["word"] * 300))  # the reply is the longer side: it is what gets cut
+    one = tokenize_example(tok, answer.messages, n_prompt + 1, stats)  # room for one reply token
+    assert len(one.input_ids) == n_prompt + 1 and one.labels[-1] != IGNORE and stats.truncated == {"reply": 1}
+    assert tokenize_example(tok, answer.messages, n_prompt, stats) is None  # no room at all
+    assert stats.dropped == {"prompt_too_long_for_max_seq_len": 1}
+    # a prompt exactly as long as the reply: the reply is the side that is cut
+    for k in range(1, 120):
+        even = m0("Q?", " ".join(["word"] * k))
+        p, r = _lengths(tok, even.messages)
+        if p == r:
+            break
+    assert p == r
+    evens = TokenizeStats()
+    t = tokenize_example(tok, even.messages, p + r - 1, evens)
+    assert evens.truncated == {"reply": 1} and t.input_ids[:p] == tokenize_example(tok, even.messages, p + r).input_ids[:p]
+    # a long prompt whose reply alone does not fit: dropped, with its reason
+    long = build_examples("backward", PromptsConfig(), pl.DataFrame(
+        {"instruction": [" ".join(["ask"] * 100)], "output": [" ".join(["text"] * 400)]}))[0]
+    dropped = TokenizeStats()
+    assert tokenize_example(tok, long.messages, 90, dropped) is None
+    assert dropped.dropped == {"reply_too_long_for_max_seq_len": 1} and dropped.examples == 0
+    # counts add up over examples
+    both, total = [m0("Q?", " ".join(["word"] * 300))] * 2, TokenizeStats()
+    items, total = tokenize_all(tok, both + [long], 64)
+    assert (total.truncated, total.examples, dict(total.dropped)) == (
+        {"reply": 2}, 2, {"reply_too_long_for_max_seq_len": 1})
+    assert total.tokens == 128 and total.loss_tokens == 128 - 2 * n_prompt
+    backs = build_examples("backward", PromptsConfig(), pl.DataFrame({"instruction": ["Q?"] * 2, "output": [" ".join(["text"] * 400)] * 2}))
+    _, cut = tokenize_all(tok, backs, 128)
+    assert cut.truncated == {"prompt": 2}
+
+
+def test_a_template_without_an_end_token_gets_the_eos_appended():
+    tok = load_embedded_tokenizer()  # a copy of its own: the template is replaced
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}assistant: {% endif %}")
+    from humpback.training.data import _split
+
+    msgs = build_examples("m0", PromptsConfig(), SEED)[0].messages
+    prompt, reply = _split(tok, msgs)
+    assert reply[-1] == tok.eos_token_id and tok.decode(reply[:-1]).strip() == "An apple."
+    assert tok.decode(prompt).endswith("assistant:")
+
+
+def test_seed_rows_are_named_by_their_source_and_origin():
+    bad = pl.DataFrame({"instruction": [None], "output": ["y"]}, schema={"instruction": pl.Utf8, "output": pl.Utf8})
+    with pytest.raises(InputError, match=r"^seed, record 0: instruction and output must be non-empty strings"):
+        build_examples("m0", PromptsConfig(), bad)
+    with pytest.raises(InputError, match=r"^curated, record 0: "):
+        build_examples("forward", PromptsConfig(), SEED, bad)
+    assert {e.origin for e in build_examples("backward", PromptsConfig(), SEED)} == {"seed"}

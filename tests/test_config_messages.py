@@ -300,3 +300,72 @@ def test_default_sections_are_the_classes_defaults():
 def test_the_shipped_params_file_reads_without_problems():
     root = Path(__file__).resolve().parents[1]
     assert set(C.validate_all(root / "params.yaml")) <= set(C.SECTIONS)
+
+
+# ---------------------------------------------------------------------------------------------
+# iterations
+
+
+NAME_RULE = ("only letters, digits, _ and -, 1-64 characters starting with a letter or digit (it becomes a file "
+             "name and a word of a dvc.yaml command)")
+
+
+def _iterations(raw, where="its"):
+    return C.IterationsConfig.from_raw(raw, where)
+
+
+@pytest.mark.parametrize("raw, problems", [
+    ([1], ["its: expected a non-empty mapping of iteration name -> {prev: ...}"]),
+    ({}, ["its: expected a non-empty mapping of iteration name -> {prev: ...}"]),
+    ({"it.1": {"prev": "m0", "select": 5}, "a b": {"prev": "m0"}},
+     [f"its: 'it.1' is not a safe iteration name: {NAME_RULE}", f"its: 'a b' is not a safe iteration name: {NAME_RULE}"]),
+    ({"m0": {"prev": "m0"}},
+     ["its.m0: 'm0' names the directory models/m0 of another stage; call the iteration something else (it1, it2, ...)",
+      "its.m0.prev: 'm0' is not m0 or another iteration"]),
+    ({"It1": {"prev": "m0"}, "it1": {"prev": "It1"}},
+     ["its.it1: 'it1' and 'It1' differ only in case: their files would be one file on a case-insensitive file system"]),
+    ({"it1": {"prev": "m.0"}, "it2": {"prev": "it9"}},
+     [f"its.it1.prev: 'm.0' is not a safe model name: {NAME_RULE}", "its.it2.prev: 'it9' is not m0 or another iteration"]),
+    ({"it1": 5, "it2": {"prev": "m0", "select": [1]}},
+     ["its.it1: expected a mapping, got int", "its.it2.select: expected a mapping, got list"]),
+    ({"it1": {"prev": "it2"}, "it2": {"prev": "it1"}, "it3": {"prev": "it1"}},
+     ["its.it1.prev: the chain it1 -> it2 -> it1 never reaches m0",
+      "its.it2.prev: the chain it2 -> it1 -> it2 never reaches m0",
+      "its.it3.prev: the chain it3 -> it1 -> it2 -> it1 never reaches m0"]),
+    ({"it1": {"prev": "it1"}}, ["its.it1.prev: 'it1' is not m0 or another iteration"]),
+])
+def test_every_problem_of_the_iterations_in_order(raw, problems):
+    assert _problems(_iterations, raw) == problems
+
+
+def test_iterations_that_chain_back_to_m0():
+    got = _iterations({"a": {"prev": "m0"}, "b": {"prev": "a", "select": {"threshold": 4}}, "c": {"prev": "a"}})
+    assert list(got) == ["a", "b", "c"] and got["b"] == C.Iteration("a", select={"threshold": 4})
+    assert C._iteration_problems({"x y": {}}) == [f"iterations: 'x y' is not a safe iteration name: {NAME_RULE}"]
+
+
+def test_validate_all_checks_overrides_against_the_files_own_section(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("select: {curate: true, max_examples: 10}\n"
+                 "iterations:\n  it1: {prev: m0, select: {sample: 20}}\n  it.2: {prev: it1, select: {sample: x}}\n"
+                 "  it3: 7\n")
+    assert C.problems_of(pytest.raises(ConfigError, C.validate_all, p).value) == [
+        f"{p}: iterations: 'it.2' is not a safe iteration name: {NAME_RULE}",
+        f"{p}: iterations.it3: expected a mapping, got int",
+        f"{p}: iterations.it1.select.sample: 20 is more than max_examples (10): the sample is drawn from at most "
+        "max_examples kept pairs"]
+    p.write_text("iterations:\n  it1: {prev: m0, select: {sample: 20}}\n")  # the section's defaults: no limit
+    assert "iterations" in C.validate_all(p)
+
+
+def test_an_optional_ranged_field_accepts_none_and_a_missing_section_the_callers_class(tmp_path):
+    @dataclass
+    class Opt:
+        x: int | None = param(None, ge=0)
+
+    assert convert({"x": None}, Opt, "o") == Opt() and _problems(convert, {"x": -1}, Opt, "o") == [
+        "o.x: -1 is out of range (must be >= 0)"]
+    p = tmp_path / "params.yaml"
+    p.write_text("seed: {}\n")
+    assert load_section("select", p, Outer) == Outer()
+    assert C.env_name_problem("my_key_2") is None

@@ -193,7 +193,7 @@ def env_name_problem(value: str) -> str | None:
     return f"{excerpt(value)} is not an environment variable name (letters, digits and _, not starting with a digit)"
 
 
-def _iteration_problems(raw: dict) -> list[str]:
+def _iteration_problems(raw: dict, where: str = "iterations") -> list[str]:
     """The iteration names (keys of `iterations`) and their `prev`, as dvc.yaml interpolates them."""
     out = []
     lower: dict[str, str] = {}
@@ -201,18 +201,18 @@ def _iteration_problems(raw: dict) -> list[str]:
         name = str(name)
         problem = name_problem(name, "iteration name", iteration=True)
         if problem:
-            out.append(f"iterations: {problem}")
+            out.append(f"{where}: {problem}")
             continue
         if name in RESERVED_ITERATIONS:
-            out.append(f"iterations.{name}: '{name}' names the directory models/{name} of another stage; "
+            out.append(f"{where}.{name}: '{name}' names the directory models/{name} of another stage; "
                        "call the iteration something else (it1, it2, ...)")
         if name.lower() in lower:
-            out.append(f"iterations.{name}: '{name}' and '{lower[name.lower()]}' differ only in case: their files "
+            out.append(f"{where}.{name}: '{name}' and '{lower[name.lower()]}' differ only in case: their files "
                        "would be one file on a case-insensitive file system")
         lower.setdefault(name.lower(), name)
         prev = body.get("prev") if isinstance(body, dict) else None
-        if isinstance(prev, str) and (problem := name_problem(prev, "model name", iteration=True)):
-            out.append(f"iterations.{name}.prev: {problem}")
+        if isinstance(prev, str) and (problem := name_problem(prev, iteration=True)):
+            out.append(f"{where}.{name}.prev: {problem}")
     return out
 
 
@@ -316,7 +316,7 @@ class IterationsConfig(dict):
     def from_raw(cls, raw: Any, where: str) -> IterationsConfig:
         if not isinstance(raw, dict) or not raw:
             raise ConfigError(f"{where}: expected a non-empty mapping of iteration name -> {{prev: ...}}")
-        problems = [p.replace("iterations", where, 1) for p in _iteration_problems(raw)]
+        problems = _iteration_problems(raw, where)
         out = cls()
         for name, body in raw.items():
             if name_problem(str(name), iteration=True):

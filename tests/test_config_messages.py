@@ -98,6 +98,7 @@ class Outer:
     inner: Inner = field(default_factory=Inner)
     lo: int = 1
     hi: int = 5
+    extra: dict[str, int] = field(default_factory=dict)
 
     def problems(self):
         return C.at_most("lo", "hi", self)
@@ -107,14 +108,18 @@ def test_convert_names_the_type_of_a_union_no_arm_matches():
     assert _message(convert, [1], int | str, "x") == "x: [1] matches none of int | str"
     assert convert("a", int | str, "x") == "a" and convert(None, int | str | None, "x") is None
     assert C._type_name(int) == "int" and C._type_name(int | str) == "int | str"
+    import typing
+
+    assert C._type_name(list[typing.Any] | int) == "list[Any] | int"
 
 
 def test_an_override_reports_every_problem_and_keeps_nested_defaults():
     base = Outer()
     assert override(base, {"inner": {"r": 8}}, "w") == Outer(inner=Inner(r=8, alpha=32))
     assert override(base, {}, "w") == base and override(base, {"top": 4}, "w").top == 4
+    assert override(base, {"extra": {"a": 1}}, "w").extra == {"a": 1}  # a mapping value, not a nested section
     got = _problems(override, base, {"nope": 1, "threshold": "high", "top": 2.5, "inner": {"r": 0}}, "w")
-    assert got == ["w: unknown key(s) nope; known: hi, inner, lo, threshold, top",
+    assert got == ["w: unknown key(s) nope; known: extra, hi, inner, lo, threshold, top",
                    "w.threshold: expected a number, got 'high'",
                    "w.top: expected an integer, got 2.5",
                    "w.inner.r: 0 is out of range (must be >= 1)"]
@@ -369,3 +374,40 @@ def test_an_optional_ranged_field_accepts_none_and_a_missing_section_the_callers
     p.write_text("seed: {}\n")
     assert load_section("select", p, Outer) == Outer()
     assert C.env_name_problem("my_key_2") is None
+
+
+def test_command_words_of_every_section_dvc_yaml_interpolates():
+    data = {"iterations": {"it 1": {"prev": "m0"}}, "eval": {"models": ["base", "a;b", 3], "prompts": "p q.jsonl"},
+            "judge": {"model": "$x", "reference": "-r"}}
+    got = C.command_word_problems(data)
+    assert [g.split(":")[0] for g in got] == ["iterations", "eval.models[1]", "eval.prompts", "judge.model",
+                                             "judge.reference"]
+    assert got[1] == f"eval.models[1]: {C.name_problem('a;b')}" and got[2] == f"eval.prompts: {C.command_path_problem('p q.jsonl')}"
+    assert C.command_word_problems({"eval": {"models": "base"}, "judge": 3, "iterations": [1]}) == []
+    assert C.command_word_problems({"eval": {"models": ["ok", "also-ok"], "prompts": "data/p.jsonl"}}) == []
+
+
+def test_an_unknown_section_lists_the_known_ones(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("bogus: 1\nseed: {}\n")
+    assert _message(C.read_params, p) == f"{p}: unknown section(s) bogus; known: {', '.join(C.SECTIONS)}"
+    p.write_text("iterations:\n  it1: {prev: it9}\n")
+    assert _message(load_section, "select", p, iteration="it1") == (
+        f"{p}: iterations.it1.prev: 'it9' is not m0 or another iteration")
+
+
+def test_the_alias_limit_is_exact(tmp_path, monkeypatch):
+    from ruamel.yaml import YAML
+
+    p = tmp_path / "params.yaml"
+    p.write_text("seed: &s {lang: [en, de]}\nprompts: {seed_tag: x}\n")
+    node = YAML(typ="safe").compose(p.read_text())
+    assert C._expanded_size(node, 100) == 11 and C._expanded_size(node, 5) == 6  # capped just above the limit
+    monkeypatch.setattr(C, "MAX_NODES", 11)
+    assert C.read_params(p)["seed"] == {"lang": ["en", "de"]}
+    monkeypatch.setattr(C, "MAX_NODES", 10)
+    assert _message(C.read_params, p) == (
+        f"{p}: YAML aliases expand it to more than 10 values (an alias bomb?); write the values out instead of "
+        "repeating anchors")
+    p.write_text("a: &s [1, 2]\nb: [*s, *s]\n")
+    assert C._expanded_size(YAML(typ="safe").compose(p.read_text()), 100) == 1 + (1 + 3) + (1 + 1 + 3 + 3)

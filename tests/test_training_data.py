@@ -114,7 +114,7 @@ def test_empty_or_malformed_pair_tables_are_clear_errors(tmp_path):
     pl.DataFrame({"instruction": [], "output": []}, schema={"instruction": pl.Utf8, "output": pl.Utf8}).write_parquet(empty)
     with pytest.raises(EmptyResultError, match="seed.parquet: no seed pairs to train on"):
         read_pairs(empty, "seed pairs")
-    with pytest.raises(InputError, match="file not found"):
+    with pytest.raises(InputError, match=r"missing.parquet: file not found \(has its stage run\?\)$"):
         read_pairs(tmp_path / "missing.parquet", "seed pairs")
     bad = tmp_path / "bad.parquet"
     pl.DataFrame({"instruction": ["x", ""], "output": ["y", "z"]}).write_parquet(bad)
@@ -202,11 +202,11 @@ def test_read_pairs_names_a_missing_column_and_build_examples_its_kind(tmp_path)
         read_pairs(p, "pairs")
     pl.DataFrame({"instruction": ["x"], "output": ["y"], "extra": [1]}).write_parquet(p)
     assert read_pairs(p, "pairs").columns[:2] == ["instruction", "output"]
-    with pytest.raises(ValueError, match="unknown training kind 'sideways'"):
+    with pytest.raises(ValueError, match="^unknown training kind 'sideways'$"):
         build_examples("sideways", PromptsConfig(), SEED)
-    with pytest.raises(ValueError, match="forward training needs the curated pairs"):
+    with pytest.raises(ValueError, match="^forward training needs the curated pairs$"):
         build_examples("forward", PromptsConfig(), SEED)
-    with pytest.raises(ValueError, match="with_seed=False is for forward only"):
+    with pytest.raises(ValueError, match="^training kind 'm0' learns from the seed pairs; with_seed=False is for forward only$"):
         build_examples("m0", PromptsConfig(), SEED, with_seed=False)
     alone = build_examples("forward", PromptsConfig(), SEED, CURATED, with_seed=False)
     assert [e.origin for e in alone] == ["curated"]
@@ -256,10 +256,21 @@ def test_truncation_at_its_bounds(tok):
     assert dropped.dropped == {"reply_too_long_for_max_seq_len": 1} and dropped.examples == 0
     # counts add up over examples
     both, total = [m0("Q?", " ".join(["word"] * 300))] * 2, TokenizeStats()
-    items, total = tokenize_all(tok, both + [long], 64)
+    items, total = tokenize_all(tok, both + [long, long], 64)
     assert (total.truncated, total.examples, dict(total.dropped)) == (
-        {"reply": 2}, 2, {"reply_too_long_for_max_seq_len": 1})
+        {"reply": 2}, 2, {"reply_too_long_for_max_seq_len": 2})
+    none_left = TokenizeStats()
+    for _ in range(2):
+        assert tokenize_example(tok, answer.messages, n_prompt, none_left) is None
+    assert none_left.dropped == {"prompt_too_long_for_max_seq_len": 2}
     assert total.tokens == 128 and total.loss_tokens == 128 - 2 * n_prompt
+    # a prompt longer than its reply, though by less than the limit: still the prompt is cut
+    mid = build_examples("backward", PromptsConfig(), pl.DataFrame(
+        {"instruction": [" ".join(["ask"] * 40)], "output": [" ".join(["text"] * 70)]}))[0]
+    p, r = _lengths(tok, mid.messages)
+    assert p > r and p - r < p + r - 5
+    mid_stats = TokenizeStats()
+    assert tokenize_example(tok, mid.messages, p + r - 5, mid_stats) is not None and mid_stats.truncated == {"prompt": 1}
     backs = build_examples("backward", PromptsConfig(), pl.DataFrame({"instruction": ["Q?"] * 2, "output": [" ".join(["text"] * 400)] * 2}))
     _, cut = tokenize_all(tok, backs, 128)
     assert cut.truncated == {"prompt": 2}

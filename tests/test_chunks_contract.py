@@ -180,3 +180,45 @@ def test_parts_of_the_same_inputs_are_kept_and_a_missing_stamp_discards_them(tmp
     marked.write_parquet(parts / "part-00000.parquet")  # parts without a stamp: not trusted
     res = process_in_chunks(df, out, _double, chunk_size=2, settings={"s": 1})
     assert res["chunk"].to_list() == [0, 0, 1, 1]
+
+
+def test_the_machine_facts_follow_what_is_installed(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    assert chunks._machine()["vllm"] is True
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    assert chunks._machine()["vllm"] is False
+
+
+def test_an_adapter_over_a_pointer_back_to_itself_is_a_named_cycle(tmp_path):
+    adapter = _model(tmp_path / "lora", {"adapter_config.json": b"{}", "adapter.bin": b"2"})
+    pointer = tmp_path / "ptr"
+    pointer.mkdir()
+    (adapter / META).write_text(json.dumps({"kind": "adapter", "base": str(pointer)}))
+    (pointer / META).write_text(json.dumps({"kind": "pointer", "base": str(adapter)}))
+    with pytest.raises(InputError, match=f"cycle: {adapter} -> {pointer} -> {adapter}"):
+        model_identity(adapter, ENGINE)
+
+
+def test_the_progress_bar_counts_chunks_and_resumes_where_it_stopped(tmp_path, capsys):
+    df = pl.DataFrame({"x": list(range(7))})
+    process_in_chunks(df, tmp_path / "a.parquet", _double, chunk_size=3, desc="scoring")
+    err = capsys.readouterr().err
+    assert "scoring: 100%" in err and " 3/3 " in err and ("chunk/s" in err or "s/chunk" in err)
+    assert " 4/3 " not in err and " 6/3 " not in err
+    process_in_chunks(df, tmp_path / "b.parquet", _double, chunk_size=3)
+    assert "chunks: 100%" in capsys.readouterr().err
+
+    def crash(chunk, i):
+        if i == 2:
+            raise KeyboardInterrupt
+        return _double(chunk, i)
+
+    with pytest.raises(KeyboardInterrupt):
+        process_in_chunks(df, tmp_path / "c.parquet", crash, chunk_size=3, desc="scoring")
+    capsys.readouterr()
+    process_in_chunks(df, tmp_path / "c.parquet", _double, chunk_size=3, desc="scoring")
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert final.startswith("scoring: 100%") and " 3/3 " in final  # started at 2 of 3, not at 0

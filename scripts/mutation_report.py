@@ -34,6 +34,8 @@ TARGET = 90.0
 # mutmut's own status names, shortened to keys ("caught by type check" -> type_check)
 _RENAME = {"no tests": "no_tests", "not checked": "not_checked", "caught by type check": "type_check",
            "check was interrupted by user": "interrupted"}
+# what counts as caught: the tests (or the type checker) noticed the change
+CAUGHT = ("killed", "timeout", "type_check", "segfault")
 # mutmut's keys: <module>.x_<function>__mutmut_<n>, or <module>.xǁ<Class>ǁ<method>__mutmut_<n>
 _NAME = re.compile(r"^(?P<module>.+?)\.x(?:ǁ(?P<cls>[^ǁ]+)ǁ|_)(?P<func>.+)__mutmut_(?P<n>\d+)$")
 
@@ -95,7 +97,7 @@ def carry_over(mutants: list[Mutant], previous: dict, digests: dict[str, str]) -
             continue
         kept = [Mutant(s["mutant"], module, s["function"], s["status"], s["change"])
                 for s in previous.get("survivors", []) if s["module"] == module]
-        for status in ("killed", "timeout", "type_check", "segfault"):
+        for status in CAUGHT:
             kept += [Mutant(f"{module}:{status}:{i}", module, "", status, "") for i in range(row.get(status, 0))]
         if len(kept) != row["mutants"]:  # a report that does not add up is not carried
             out += ms
@@ -126,7 +128,7 @@ def tally(mutants: list[Mutant], equivalents: list[dict], digests: dict[str, str
         c = modules.setdefault(m.module, Counter())
         c["mutants"] += 1
         c[m.status] += 1
-        if m.status in ("killed", "timeout", "type_check", "segfault", "not_checked"):
+        if m.status in (*CAUGHT, "not_checked"):
             continue  # caught, or not run yet (counted per module; a module with any is under target)
         reason = None
         for i, e in enumerate(equivalents):
@@ -139,7 +141,7 @@ def tally(mutants: list[Mutant], equivalents: list[dict], digests: dict[str, str
                           "change": m.change, "equivalent": reason})
     table = {}
     for module, c in sorted(modules.items()):
-        caught = c["killed"] + c["timeout"] + c["type_check"] + c["segfault"]
+        caught = sum(c[status] for status in CAUGHT)
         table[module] = {
             "mutants": c["mutants"], "killed": c["killed"], "timeout": c["timeout"], "survived": c["survived"],
             "type_check": c["type_check"], "segfault": c["segfault"], "no_tests": c["no_tests"],
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
 
     mutants = read_mutants(args.mutants)
-    digests = {m.module: source_digest(m.module) for m in mutants}
+    digests = {module: source_digest(module) for module in {m.module for m in mutants}}  # each file once
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report = {"tool": f"mutmut {version('mutmut')}",
               **tally(carry_over(mutants, previous, digests), load_equivalents(EQUIVALENTS), digests)}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_io_chunks import _double
 
 from humpback import chunks
 from humpback.chunks import fingerprint, model_identity, process_in_chunks, record, row_digest
@@ -141,10 +142,6 @@ def test_an_endpoint_is_named_by_its_address_without_credentials(tmp_path):
     assert model_identity(tmp_path / "gone", served("http://h/v1")) == {
         "endpoint": {"base_url": "http://h/v1", "model": "gone"}}
     assert model_identity(None, served("http://h/v1")) == {"endpoint": {"base_url": "http://h/v1", "model": ""}}
-
-
-def _double(chunk: pl.DataFrame, i: int) -> pl.DataFrame:
-    return chunk.with_columns((pl.col("x") * 2).alias("y"), pl.lit(i).alias("chunk"))
 
 
 def test_the_runner_cuts_stamps_and_cleans_up(tmp_path):

@@ -255,7 +255,7 @@ def test_truncation_at_its_bounds(tok):
     assert tokenize_example(tok, long.messages, 90, dropped) is None
     assert dropped.dropped == {"reply_too_long_for_max_seq_len": 1} and dropped.examples == 0
     # counts add up over examples
-    both, total = [m0("Q?", " ".join(["word"] * 300))] * 2, TokenizeStats()
+    both = [m0("Q?", " ".join(["word"] * 300))] * 2
     items, total = tokenize_all(tok, both + [long, long], 64)
     assert (total.truncated, total.examples, dict(total.dropped)) == (
         {"reply": 2}, 2, {"reply_too_long_for_max_seq_len": 2})

@@ -106,6 +106,18 @@ def test_the_content_digest_is_of_relative_paths_and_bytes(tmp_path):
     assert chunks._content_digest(c) != want.hexdigest()
 
 
+def test_the_content_digest_orders_files_by_their_relative_path_as_text(tmp_path):
+    # "a-c" sorts before "a/b" as text ("-" < "/") but after it as path parts ("a" < "a-c"): the
+    # digest is of the text order, the same on every platform and Python version
+    files = {"a/b": b"1", "a-c": b"2", "B": b"3"}
+    d = _model(tmp_path / "m", files)
+    want = hashlib.sha256()
+    for rel in sorted(files):
+        want.update(f"{rel}\0{hashlib.sha256(files[rel]).hexdigest()}\n".encode())
+    assert sorted(files) == ["B", "a-c", "a/b"] and sorted(Path(r) for r in files) != [Path(r) for r in sorted(files)]
+    assert chunks._content_digest(d) == want.hexdigest()
+
+
 def test_identities_of_a_checkpoint_an_adapter_and_their_faults(tmp_path):
     base = _model(tmp_path / "base", {"config.json": b"{}", "w.bin": b"1"})
     assert model_identity(base, ENGINE) == {"local": {"checkpoint": chunks._content_digest(base)}}
@@ -142,6 +154,9 @@ def test_an_endpoint_is_named_by_its_address_without_credentials(tmp_path):
     assert model_identity(tmp_path / "gone", served("http://h/v1")) == {
         "endpoint": {"base_url": "http://h/v1", "model": "gone"}}
     assert model_identity(None, served("http://h/v1")) == {"endpoint": {"base_url": "http://h/v1", "model": ""}}
+    # only trailing slashes are dropped: an address ending in another character is another endpoint
+    assert model_identity(None, served("http://h/v1//"))["endpoint"]["base_url"] == "http://h/v1"
+    assert model_identity(None, served("http://h/X"))["endpoint"]["base_url"] == "http://h/X"
 
 
 def test_the_runner_cuts_stamps_and_cleans_up(tmp_path):

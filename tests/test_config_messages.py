@@ -192,6 +192,7 @@ def test_names_paths_and_env_names():
     ("/etc/x", "'/etc/x' is an absolute path"),
     ("~/x", "'~/x' is an absolute path"),
     ("C:x", "'C:x' is an absolute path"),
+    ("c:/x", "'c:/x' is an absolute path"),
     ("a/../../b", "'a/../../b' climbs out of its directory ('..')"),
     ("a..b/c", None),
 ])
@@ -411,3 +412,104 @@ def test_the_alias_limit_is_exact(tmp_path, monkeypatch):
         "repeating anchors")
     p.write_text("a: &s [1, 2]\nb: [*s, *s]\n")
     assert C._expanded_size(YAML(typ="safe").compose(p.read_text()), 100) == 1 + (1 + 3) + (1 + 1 + 3 + 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# what convert says of each kind of value
+
+
+def test_a_required_key_that_is_missing_stops_before_the_rules():
+    @dataclass
+    class Req:
+        path: str
+        n: int = param(1, ge=1)
+
+        def problems(self):
+            return [("n", "checked once every required key is there")]
+
+    assert _problems(convert, {"n": 0}, Req, "s") == ["s.path: required key is missing",
+                                                      "s.n: 0 is out of range (must be >= 1)"]
+    assert _problems(convert, {"path": "p"}, Req, "s") == ["s.n: checked once every required key is there"]
+
+
+def test_the_rules_see_a_field_that_failed_at_its_default():
+    @dataclass
+    class Built:
+        n: int = param(2, ge=1)
+
+        def problems(self):  # a rule that names neither n nor its key: it runs, on the default
+            return [("size", f"built from {self.n}")]
+
+    assert _problems(convert, {"n": 0}, Built, "b") == ["b.n: 0 is out of range (must be >= 1)", "b.size: built from 2"]
+
+
+def test_list_and_tuple_values():
+    assert convert([1, 2], list[int], "l") == [1, 2] and convert([1, 2, 3], tuple[int, ...], "t") == [1, 2, 3]
+    assert _message(convert, "abc", list[int], "l") == "l: expected a list, got str"
+    assert _problems(convert, [1, "a", 2.5], list[int], "l") == ["l[1]: expected an integer, got 'a'",
+                                                                 "l[2]: expected an integer, got 2.5"]
+
+
+def test_mapping_values_are_each_checked_and_named_by_key():
+    assert convert({"a": 1, 2: 3}, dict[str, int], "d") == {"a": 1, "2": 3}
+    assert _problems(convert, {"a": "x", "b": 1, "c d": 2.5}, dict[str, int], "d") == [
+        "d.a: expected an integer, got 'x'", "d.'c d': expected an integer, got 2.5"]
+    assert _message(convert, [1], dict[str, int], "d") == "d: expected a mapping, got list"
+
+
+def test_numbers_beyond_a_float_and_not_finite():
+    assert _message(convert, 10**400, float, "f") == f"f: {C.excerpt(10**400, 40)} is too large for a number"
+    assert C.excerpt(10**400, 40) == "1000000000000000000000000000...00000000…"
+    assert _message(convert, float("inf"), float, "f") == "f: expected a finite number, got inf"
+    assert _message(convert, float("nan"), float, "f") == "f: expected a finite number, got nan"
+    assert convert(3, float, "f") == 3.0 and type(convert(3, float, "f")) is float
+
+
+def test_an_optional_field_says_what_its_type_wants():
+    @dataclass
+    class Opt:
+        x: int | None = None
+
+    assert _problems(convert, {"x": "a"}, Opt, "o") == ["o.x: expected an integer, got 'a'"]
+
+
+def test_a_type_the_loader_does_not_know_is_a_programming_error():
+    with pytest.raises(TypeError, match=r"^unsupported config type set\[int\] at w$"):
+        convert([1], set[int], "w")
+
+
+def test_a_class_default_that_breaks_its_own_rules_is_named_by_its_section():
+    @dataclass
+    class BadDefault:
+        DEFAULT = {"n": "many"}
+        n: int = 1
+
+    assert _problems(C.default_section, "mysec", BadDefault) == ["mysec.n: expected an integer, got 'many'"]
+
+
+def test_a_command_path_problem_in_full():
+    assert C.command_path_problem("a;b") == (
+        "'a;b' is not a safe path for a dvc.yaml command: only letters, digits and _ . / + -, not starting with - "
+        "(no spaces, quotes, $, ;, backquotes or newlines)")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: 2020-13-01\n", "not valid YAML: month must be in 1..12"),  # a timestamp the safe loader builds
+    ("a: 2021-02-30\n", "not valid YAML: day is out of range for month"),
+    ("seed: " + "[" * 1_000 + "]" * 1_000 + "\n", "not valid YAML: nested too deeply"),
+])
+def test_values_the_yaml_loader_cannot_build(tmp_path, text, message):
+    p = tmp_path / "params.yaml"
+    p.write_text(text)
+    assert _message(C.read_params, p) == f"{p}: {message}"
+
+
+def test_a_long_value_error_of_the_loader_is_clipped(tmp_path, monkeypatch):
+    def refuse(self, node):
+        raise ValueError("why " * 100)
+
+    monkeypatch.setattr(C._BoundedConstructor, "construct_document", refuse)
+    p = tmp_path / "params.yaml"
+    p.write_text("a: 1\n")
+    assert _message(C.read_params, p) == f"{p}: not valid YAML: {C.clip('why ' * 100, 120)}"
+    assert len(C.clip("why " * 100, 120)) == 120

@@ -550,9 +550,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     except (YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     except _Recursive as e:
-        mark = getattr(e.node, "start_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML for params: an alias refers to its own anchor{at}") from None
+        line = e.node.start_mark.line + 1  # every composed node has its start mark
+        raise ConfigError(f"{path}: not valid YAML for params: an alias refers to its own anchor (line {line})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     except ValueError as e:  # an integer of thousands of digits (Python's int conversion limit)

@@ -84,8 +84,11 @@ def fit_length_controlled(judgements: Mapping[str, pl.DataFrame], *, regularizat
         targets += [np.ones(p.size), np.zeros(p.size)]
         weights += [p - 1.0, 2.0 - p]
     X, y, w = np.vstack(blocks), np.concatenate(targets), np.concatenate(weights)
-    keep = w > 0  # a row of weight 0 adds nothing; lbfgs also needs both classes present
-    glm = LogisticRegression(C=regularization, fit_intercept=False, solver="lbfgs", max_iter=10_000, tol=1e-10)
+    keep = w > 0  # a row of weight 0 adds nothing; the fit also needs both classes present
+    # Newton steps reach the optimum to the last digits whatever the BLAS; lbfgs stopped near it at a
+    # point that moved in the fifth digit of the rate between CPUs (THETA_SCALE makes the problem stiff)
+    glm = LogisticRegression(C=regularization, fit_intercept=False, solver="newton-cholesky", max_iter=1_000,
+                             tol=1e-10)
     if len(set(y[keep])) < 2:  # every judgement a win (or a loss): no finite fit, the rate is exact
         glm = None
     else:

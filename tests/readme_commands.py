@@ -175,6 +175,20 @@ def _check_accelerate(args: list[str], cwd: Path) -> None:
     _check_python(args[i:], cwd)
 
 
+def _check_ray(args: list[str]) -> None:
+    """A `ray` CLI command, parsed by Ray's own click commands without running it."""
+    import click
+    from ray.scripts.scripts import cli
+
+    assert args, "ray: no command"
+    command = cli.get_command(click.Context(cli), args[0])
+    assert command is not None, f"ray {args[0]}: no such command"
+    try:
+        command.make_context(args[0], list(args[1:]))
+    except click.UsageError as e:
+        raise AssertionError(f"ray {args[0]}: {e.format_message()}") from None
+
+
 def _check_files(program: str, args: list[str], cwd: Path) -> None:
     if program == "bash":
         script = cwd / args[0]
@@ -225,6 +239,8 @@ def check(cmd: Command, cwd: Path = REPO) -> None:
             _check_accelerate(args, cwd)
         elif program in ("bash", "make"):
             _check_files(program, args, cwd)
+        elif program == "ray":
+            _check_ray(args)
         elif program == "pip":
             _check_pip(args, cwd)
         elif program == "git":

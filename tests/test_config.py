@@ -319,3 +319,30 @@ def test_excerpt_is_short_and_one_line(value, shown):
     from humpback.config import excerpt
 
     assert excerpt(value) == shown and len(shown) <= 80
+
+
+@pytest.mark.parametrize("engine, message", [
+    ("{backend: vllm, device: cpu}", "engine.device: cpu, but the vllm backend runs vLLM, which needs CUDA GPUs; "
+                                     "use backend transformers on a CPU"),
+    ("{backend: ray, device: cpu}", "engine.device: cpu, but the ray backend runs vLLM, which needs CUDA GPUs; "
+                                    "use backend transformers on a CPU"),
+    ("{backend: ray, vllm: {data_parallel_size: 4}}", "engine.vllm.data_parallel_size: 4 with backend ray, which "
+                                                      "starts engine.ray.num_replicas replicas instead; set that"),
+    ("{backend: openai}", "engine.openai.base_url: empty, but backend openai sends every request to it"),
+    ("{backend: vllm, vllm: {max_lora_rank: 48}}", "engine.vllm.max_lora_rank: 48 is not one of 1, 8, 16, 32, 64, "
+                                                   "128, 256, 320, 512"),
+])
+def test_check_params_refuses_settings_the_backend_cannot_run(tmp_path, capsys, engine, message):
+    from humpback.cli import main
+
+    p = _params(tmp_path, f"engine: {engine}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["check-params", str(p)])
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == [f"error: {p}: {message}"]
+
+
+@pytest.mark.parametrize("engine", ["{backend: vllm, vllm: {data_parallel_size: 8}}", "{backend: ray, device: auto}",
+                                    "{backend: openai, openai: {base_url: 'http://h:8000/v1'}}",
+                                    "{backend: transformers, device: cpu}"])
+def test_check_params_accepts_what_the_backend_can_run(tmp_path, engine):
+    assert "engine" in validate_all(_params(tmp_path, f"engine: {engine}\n"))

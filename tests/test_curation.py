@@ -19,7 +19,6 @@ from humpback.engines import loader
 from humpback.engines.base import Engine, SamplingParams
 from humpback.engines.config import EngineConfig, OpenAIConfig
 from humpback.engines.openai_engine import OpenAIEngine
-from humpback.engines.ray_engine import RayEngine
 from humpback.errors import ConfigError, EmptyResultError, InputError
 from humpback.prompts import CURATION_ASK_REASONING, CURATION_ASK_SCORE, SCORE_PREFIX, PromptsConfig
 
@@ -231,9 +230,10 @@ def test_score_rejects_candidates_without_columns(tmp_path):
 # a backend without log-probabilities: the run falls back to generate mode
 
 
-class TextOnlyRay(RayEngine):
-    """The ray backend's own choice_logprobs (NotImplementedError), with FakeJudge's text in place of
-    a Ray cluster."""
+class TextOnly(Engine):
+    """A backend that generates text only: choice_logprobs raises NotImplementedError."""
+
+    name = "textonly"
 
     def __init__(self, fail_after: int | None = None, half_on_odd_seeds: bool = False):
         self.judge = FakeJudge(fail_after, half_on_odd_seeds)
@@ -241,19 +241,19 @@ class TextOnlyRay(RayEngine):
     def generate(self, requests, sampling, *, desc="generate"):
         return self.judge.generate(requests, sampling, desc=desc)
 
-    def close(self):
-        pass
+    def choice_logprobs(self, requests, choices, *, assistant_prefix="", desc="score"):
+        raise NotImplementedError("the textonly backend generates text only")
 
 
-def test_ray_logprob_run_falls_back_to_generate_with_one_warning(tmp_path, caplog):
-    engine = TextOnlyRay(half_on_odd_seeds=True)
+def test_text_only_logprob_run_falls_back_to_generate_with_one_warning(tmp_path, caplog):
+    engine = TextOnly(half_on_odd_seeds=True)
     with caplog.at_level(logging.WARNING, logger="humpback"):
         m, df = _score(tmp_path, ScoreConfig(mode="logprob", chunk_size=5, seed=2, samples=3), engine)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
-    assert "ray backend" in warnings[0] and "score.sampling and score.samples (3) now apply" in warnings[0]
+    assert "textonly backend" in warnings[0] and "score.sampling and score.samples (3) now apply" in warnings[0]
     assert m["mode"] == "generate" and m["requested_mode"] == "logprob"
-    assert "the ray backend generates text only" in m["fallback"]
+    assert "the textonly backend generates text only" in m["fallback"]
     assert set(df["mode"]) == {"generate"} and df["digit_mass"].null_count() == 12
     assert engine.judge.seeds == list(range(2, 11))  # score.samples and score.seed apply: 3 chunks x 3 samples
     assert df.row(0, named=True)["ratings"] == [5.0, 4.5, 5.0]
@@ -303,14 +303,14 @@ def test_a_fallback_runs_parts_are_never_reused_by_a_logprob_run(tmp_path):
               model_dir=model)
     parts = tmp_path / "s.parquet.parts"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_score(cand, TextOnlyRay(fail_after=2), cfg, PromptsConfig(), **kw)  # killed in its 3rd chunk
+        run_score(cand, TextOnly(fail_after=2), cfg, PromptsConfig(), **kw)  # killed in its 3rd chunk
     assert len(list(parts.glob("part-*.parquet"))) == 2
     # the same run resumed: the fallback is found again and the fallback's parts are kept
-    resumed = TextOnlyRay()
+    resumed = TextOnly()
     run_score(cand, resumed, cfg, PromptsConfig(), **kw)
     assert resumed.judge.calls == 2
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_score(cand, TextOnlyRay(fail_after=2), cfg, PromptsConfig(), **kw)
+        run_score(cand, TextOnly(fail_after=2), cfg, PromptsConfig(), **kw)
     # a backend with log-probabilities, same params, model and engine settings: nothing is reused
     judge = FakeJudge()
     m = run_score(cand, judge, cfg, PromptsConfig(), **kw)

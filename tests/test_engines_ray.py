@@ -1,102 +1,167 @@
-"""The Ray Data backend on a local Ray cluster (CPU): real Ray Data carries the rows, and the real
-vLLMEngineProcessorConfig is built; only the vLLM stage itself, which needs a GPU, is replaced by a
-map that echoes what it was sent. Checked: the processor config, the rendered and fitted prompts,
-the sampling parameters, LoRA adapters named per row, and that answers come back in request order
-however Ray orders the rows."""
+"""The ray backend on a local Ray instance (CPU, two GPUs declared to Ray): real actors with the
+resources, runtime_env and restarts the engine asks for; only the vLLM engine inside each replica,
+which needs a GPU, is replaced by one that answers with what reached it and where it runs. Checked:
+replicas are built once per engine and reused by every call, answers come back in request order,
+scores come from the replicas, model paths (relative ones, LoRA adapters) resolve on the replica as
+they do here, Hugging Face settings reach the replicas, failures are reported in one line and keep
+what finished, and a replica Ray cannot keep alive is dropped."""
 
 from __future__ import annotations
 
-import ast
+import json
+import os
 import sys
 
 import pytest
 
 ray = pytest.importorskip("ray")
-ray_llm = pytest.importorskip("ray.data.llm")
 
-from humpback.engines.base import Sampling  # noqa: E402
+from humpback.engines import ray_engine  # noqa: E402
+from humpback.engines.base import EngineError, Sampling  # noqa: E402
 from humpback.engines.config import EngineConfig, RayConfig  # noqa: E402
 from humpback.engines.loader import load_engine  # noqa: E402
-from humpback.models import load_tokenizer, resolve  # noqa: E402
+from humpback.errors import ConfigError  # noqa: E402
+from humpback.io import write_json  # noqa: E402
+from humpback.models import META  # noqa: E402
 from humpback.prompts import chat  # noqa: E402
-from humpback.rendering import encode, for_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    # Ray's workers cannot import a test module: send this one's functions by value
+    # Ray's workers cannot import a test module: send this one's classes by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
 
-def _echo_vllm(row: dict) -> dict:
-    """What the vLLM stage would return, made of what it was sent."""
-    p = row["sampling_params"]
-    head = f"{row.get('model', '-')}|t={p['temperature']}|p={p['top_p']}|n={p['max_tokens']}|s={p['seed']}"
-    return {**row, "generated_text": f"  {head}|{row['prompt']!r}  "}
+class EchoVLLM:
+    """In place of LocalVLLM: resolves the model as it does, and answers with what reached it."""
+
+    def __init__(self, model_dir, cfg):
+        from humpback.models import resolve
+
+        ref = resolve(model_dir)
+        self.calls = 0
+        self.seen = {"pid": os.getpid(), "model_dir": model_dir, "base": os.path.realpath(ref.base),
+                     "adapter": ref.adapter, "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                     "env": {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN", "UNRELATED_SETTING")}}
+
+    def generate_at(self, requests, sampling, positions):
+        self.calls += 1
+        if any("boom" in m[-1]["content"] for m in requests):
+            raise ValueError("prompt too long")
+        if any("die" in m[-1]["content"] for m in requests):
+            os._exit(1)  # as a node lost or an engine killed by the OOM killer
+        return [json.dumps({**self.seen, "calls": self.calls, "user": m[-1]["content"], "t": sampling.temperature,
+                            "position": k}) for m, k in zip(requests, positions, strict=True)]
+
+    def choice_logprobs(self, requests, choices, *, assistant_prefix="", desc="score"):
+        self.calls += 1
+        return [{c: -float(m[-1]["content"].split()[-1]) - j / 10 for j, c in enumerate(choices)}
+                if assistant_prefix == "Score: " else {} for m in requests]
+
+
+class UnloadableVLLM(EchoVLLM):
+    def __init__(self, model_dir, cfg):
+        raise RuntimeError("CUDA out of memory\n(while loading)")
 
 
 @pytest.fixture
-def processors(monkeypatch):
-    """Every processor the engine builds, run by real Ray Data with the rows shuffled before postprocess."""
-    built = []
-
-    def build(config, preprocess=None, postprocess=None):
-        built.append(config)
-        return lambda ds: ds.map(preprocess).map(_echo_vllm).random_shuffle(seed=7).map(postprocess)
-
-    name = "build_processor" if hasattr(ray_llm, "build_processor") else "build_llm_processor"
-    monkeypatch.setattr(ray_llm, name, build)
-    return built
+def echo(monkeypatch):
+    monkeypatch.setattr(ray_engine, "_replica_engine", lambda: EchoVLLM)
 
 
-def _cfg(**kw) -> EngineConfig:
-    return EngineConfig(backend="ray", ray=RayConfig(num_replicas=2, batch_size=4), **kw)
+def _cfg(**ray_kw) -> EngineConfig:
+    return EngineConfig(backend="ray", ray=RayConfig(**{"num_replicas": 2, "batch_size": 4, **ray_kw}))
 
 
-def _fields(text: str) -> dict:
-    model, t, p, n, s, prompt = text.split("|", 5)
-    return {"model": model, "temperature": float(t[2:]), "top_p": float(p[2:]), "max_tokens": int(n[2:]),
-            "seed": int(s[2:]), "prompt": ast.literal_eval(prompt)}
-
-
-def test_answers_come_back_in_request_order_with_the_rendered_prompts(cluster, processors, tiny_model_dir):
-    reqs = [chat(f"Question number {i}: what is {i} plus {i}?") for i in range(12)]
+def test_replicas_are_built_once_and_every_call_reuses_them(cluster, echo, tiny_model_dir):
+    reqs = [chat(f"question {i}") for i in range(12)]
     with load_engine(tiny_model_dir, _cfg()) as e:
-        out = e.generate(reqs, Sampling(temperature=0.7, top_p=0.9, max_new_tokens=16, seed=5))
-        assert e.generate([], Sampling()) == []
-        with pytest.raises(NotImplementedError):
-            e.choice_logprobs(reqs[:1], ["1", "2"])
-    (config,) = processors
-    assert config.model_source == str(resolve(tiny_model_dir).base) and config.concurrency == 2
-    assert config.batch_size == 4 and not config.engine_kwargs.get("enable_lora")
-    tok = load_tokenizer(resolve(tiny_model_dir))
-    for i, (req, text) in enumerate(zip(reqs, out, strict=True)):
-        f = _fields(text)
-        assert text == text.strip() and f["prompt"] == for_server(tok, tok.decode(encode(tok, req)))
-        assert f"Question number {i}:" in f["prompt"]
-        assert (f["model"], f["temperature"], f["top_p"], f["max_tokens"], f["seed"]) == ("-", 0.7, 0.9, 16, 5)
+        calls = [[json.loads(t) for t in e.generate(reqs, Sampling(temperature=0.7))] for _ in range(3)]
+        scores = e.choice_logprobs(reqs, ["1", "2"], assistant_prefix="Score: ")
+        assert e.generate([], Sampling()) == [] and e.choice_logprobs([], ["1"]) == []
+        replicas = list(e.replicas)
+    for out in calls:
+        assert [a["user"] for a in out] == [f"question {i}" for i in range(12)] and {a["t"] for a in out} == {0.7}
+        assert [a["position"] for a in out] == list(range(12))  # seeds follow the place in the call, not the batch
+    answers = [a for out in calls for a in out]
+    pids = {a["pid"] for a in answers}
+    assert len(pids) == 2  # two replicas, the same two for every call
+    # each replica counts the batches it ran: 3 calls x 3 batches between the two, none rebuilt
+    last = {pid: max(a["calls"] for a in answers if a["pid"] == pid) for pid in pids}
+    assert sum(last.values()) == 9 and min(last.values()) >= 1
+    assert sorted(a["gpus"] for a in {a["pid"]: a for a in answers}.values()) == ["0", "1"]  # one GPU each
+    assert scores == [{"1": -float(i), "2": -float(i) - 0.1} for i in range(12)]
+    with pytest.raises(ray.exceptions.RayActorError):  # closed: the replicas are gone, their GPUs free
+        ray.get(replicas[0].ready.remote())
 
 
-def test_greedy_sampling_and_prompts_fitted_to_the_input_budget(cluster, processors, tiny_model_dir):
-    long = chat("word " * 3000 + "the end")
-    with load_engine(tiny_model_dir, _cfg(max_input_tokens=64)) as e:
-        (text,) = e.generate([long], Sampling(temperature=0.0, top_p=0.5, max_new_tokens=8, seed=1))
-        tok = e.tok
-    f = _fields(text)
-    assert (f["temperature"], f["top_p"]) == (0.0, 1.0)  # greedy ignores top_p
-    n = len(tok(f["prompt"], add_special_tokens=False)["input_ids"])
-    assert 32 < n <= 64 + 2  # cut to the budget (a token or two may re-merge at the cut)
+def test_relative_paths_and_lora_adapters_resolve_on_the_replica(cluster, echo, tiny_model_dir, tmp_path,
+                                                                 monkeypatch):
+    # as a stage writes them: the adapter's metadata names its base relative to the project root
+    proj = tmp_path / "proj"
+    (proj / "models" / "lora").mkdir(parents=True)
+    (proj / "models" / "base").symlink_to(tiny_model_dir)
+    write_json({"kind": "adapter", "base": "models/base"}, proj / "models" / "lora" / META)
+    monkeypatch.chdir(proj)
+    (proj / "models" / "lora" / "adapter_config.json").write_text('{"r": 128}')
+    with pytest.raises(ConfigError, match="max_lora_rank: 64 is below the rank 128"):  # before any replica loads
+        load_engine("models/lora", _cfg(num_replicas=1))
+    (proj / "models" / "lora" / "adapter_config.json").write_text('{"r": 8}')
+    with load_engine("models/lora", _cfg(num_replicas=1)) as e:
+        (answer,) = [json.loads(t) for t in e.generate([chat("hi")], Sampling())]
+    assert answer["model_dir"] == str(proj / "models" / "lora")  # absolute: the replica's cwd is not ours
+    assert answer["adapter"] == str(proj / "models" / "lora")
+    assert answer["base"] == os.path.realpath(tiny_model_dir)  # "models/base" read from the project root
 
 
-def test_a_lora_adapter_is_named_in_every_row(cluster, processors, tiny_lora_dir):
-    with load_engine(tiny_lora_dir, _cfg()) as e:
-        out = e.generate([chat("hi"), chat("there")], Sampling(temperature=0.0, max_new_tokens=4))
-    (config,) = processors
-    ref = resolve(tiny_lora_dir)
-    assert config.model_source == str(ref.base) and config.engine_kwargs["enable_lora"] is True
-    assert config.dynamic_lora_loading_path == str(tiny_lora_dir.resolve().parent)
-    assert [_fields(t)["model"] for t in out] == [tiny_lora_dir.name] * 2
+def test_hugging_face_settings_reach_the_replicas(cluster, echo, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HOME", "/shared/hf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("UNRELATED_SETTING", "x")
+    with load_engine(tiny_model_dir, _cfg(num_replicas=1)) as e:
+        (answer,) = [json.loads(t) for t in e.generate([chat("hi")], Sampling())]
+    assert answer["env"] == {"HF_HOME": "/shared/hf", "HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_secret",
+                             "UNRELATED_SETTING": None}
+    assert ray_engine.forwarded_env({"HF_HOME": "a", "TRANSFORMERS_OFFLINE": "1", "HUGGING_FACE_HUB_TOKEN": "t",
+                                     "CUDA_VISIBLE_DEVICES": "0", "PATH": "/bin"}) == {
+        "HF_HOME": "a", "TRANSFORMERS_OFFLINE": "1", "HUGGING_FACE_HUB_TOKEN": "t"}
+
+
+def test_failures_are_one_line_and_keep_what_finished(cluster, echo, tiny_model_dir, monkeypatch):
+    with monkeypatch.context() as m, pytest.raises(EngineError) as start:
+        m.setattr(ray_engine, "_replica_engine", lambda: UnloadableVLLM)
+        load_engine(tiny_model_dir, _cfg(num_replicas=1))
+    assert "\n" not in str(start.value)
+    assert "Ray replica 0 of 1 failed to start on node" in str(start.value)
+    assert str(start.value).endswith("RuntimeError: CUDA out of memory (while loading)")
+
+    reqs = [chat(f"q {i}") for i in range(8)]
+    reqs[5] = chat("boom")
+    with load_engine(tiny_model_dir, _cfg()) as e, pytest.raises(EngineError) as run:
+        e.generate(reqs, Sampling())
+    assert str(run.value) == "Ray replicas answered 4 of 8 requests; ValueError: prompt too long"
+    partial = run.value.partial
+    assert [json.loads(a)["user"] for a in partial[:4]] == ["q 0", "q 1", "q 2", "q 3"] and partial[4:] == [None] * 4
+
+
+def test_a_replica_that_keeps_dying_is_dropped_and_the_others_carry_on(cluster, echo, tiny_model_dir):
+    reqs = [chat(f"q {i}") for i in range(6)]
+    reqs[1] = chat("die")
+    with load_engine(tiny_model_dir, _cfg(batch_size=3)) as e:
+        # the first replica dies on its batch every time Ray restarts it, then is given up
+        with pytest.raises(EngineError, match=r"^Ray replicas answered 3 of 6 requests; ActorDiedError: ") as run:
+            e.generate(reqs, Sampling())
+        assert run.value.partial[:3] == [None] * 3 and len(e.dead) == 1
+        assert [json.loads(a)["user"] for a in run.value.partial[3:]] == ["q 3", "q 4", "q 5"]
+        answers = [json.loads(a) for a in e.generate([chat(f"again {i}") for i in range(5)], Sampling())]
+        assert [a["user"] for a in answers] == [f"again {i}" for i in range(5)]
+        assert len({a["pid"] for a in answers}) == 1
+        ray.kill(e.replicas[1])  # the last one lost too: calls end with what is known, never hang
+        with pytest.raises(EngineError, match=r"^Ray replicas answered 0 of 5 requests; ActorDiedError: "):
+            e.generate(reqs[:5], Sampling())
+        with pytest.raises(EngineError, match=r"^Ray replicas answered 0 of 1 requests; every Ray replica has died$"):
+            e.generate(reqs[:1], Sampling())

@@ -57,6 +57,12 @@ def test_vllm_generates_and_scores_like_transformers(embedded_dir):
     assert "paris" in out[0].lower()
     best = max(scores, key=scores.get)
     assert math.isfinite(scores[best])
+    from vllm import SamplingParams
+
+    from humpback.engines.vllm_engine import _takes_token_ids
+
+    if _takes_token_ids(SamplingParams):  # exact log-probabilities: no digit falls outside a top-k
+        assert all(math.isfinite(scores[d]) for d in DIGITS), scores
     with load_engine(embedded_dir, EngineConfig(backend="transformers", device="cuda", dtype="bfloat16")) as hf:
         (ref,) = hf.choice_logprobs(rate, DIGITS, assistant_prefix="Score: ")
     assert max(ref, key=ref.get) == best

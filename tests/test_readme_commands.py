@@ -55,6 +55,8 @@ def test_every_readme_command_parses(cmd):
     "bash scripts/nothing.sh",
     "make nothing",
     "pip install 'dvc[s3'",
+    "ray start --hed",                                    # not an option of ray start
+    "ray strat --head",
     "rsync -a data/ elsewhere/",                         # a program no check knows
 ])
 def test_a_bad_readme_command_fails_its_check(bad):

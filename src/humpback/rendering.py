@@ -111,8 +111,8 @@ def encode(tok, messages: Messages, assistant_prefix: str = "", max_tokens: int 
 
 def for_server(tok, text: str) -> str:
     """A rendered prompt for a server that tokenizes it with special tokens added (a /completions
-    endpoint, Ray's tokenizer stage): the BOS the template wrote goes when the tokenizer adds its
-    own, so there is one. ChatML templates that start with a role marker keep it."""
+    endpoint): the BOS the template wrote goes when the tokenizer adds its own, so there is one.
+    ChatML templates that start with a role marker keep it."""
     bos = tok.bos_token
     if not bos or not text.startswith(bos):
         return text

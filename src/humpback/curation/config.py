@@ -18,7 +18,7 @@ class ScoreConfig:
     #           the text (slow: up to max_new_tokens per pair).
     # logprob:  one forward pass per pair with the reply forced to start with "Score: "; the score
     #           is the expected value sum_k k * p(k) over the renormalised probabilities of "1".."5".
-    #           A backend without log-probabilities (ray, an endpoint that returns none) falls back
+    #           A backend without log-probabilities (an endpoint that returns none) falls back
     #           to generate for the run, with a warning; the metrics name both modes.
     mode: Literal["generate", "logprob"] = "logprob"
     # Judge sampling in generate mode (the paper's nucleus settings; reasoning plus the score line).

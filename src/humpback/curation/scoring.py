@@ -5,7 +5,7 @@ Two modes (ScoreConfig.mode): `generate` rates each pair `samples` times (a brie
 reply to start with "Score: " and reads the next-token distribution over the digits 1-5 in one
 forward pass.
 
-A backend without log-probabilities (ray; an endpoint whose replies carry none) is found out by a
+A backend without log-probabilities (an endpoint whose replies carry none) is found out by a
 one-pair probe before any chunk is written, and the whole run then scores in generate mode. The mode
 used is what the chunk fingerprint records and what every row says, so parts written by such a run
 are never taken for a logprob run's.
@@ -184,8 +184,9 @@ def usable_mode(engine: Engine, cfg: ScoreConfig, prompts: PromptsConfig, cands:
     """The mode this run scores in, and why it is not cfg.mode (None when it is).
 
     A logprob run asks the engine for one pair's digit probabilities before any chunk is written:
-    ray raises NotImplementedError, an endpoint that returns no logprobs LogprobsUnsupported (a
-    subclass). Then the run is a generate run from its first chunk on, fingerprint included."""
+    a backend without them raises NotImplementedError, an endpoint that returns no logprobs
+    LogprobsUnsupported (a subclass). Then the run is a generate run from its first chunk on,
+    fingerprint included."""
     if cfg.mode != "logprob":
         return cfg.mode, None
     try:

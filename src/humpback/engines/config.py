@@ -47,10 +47,14 @@ class OpenAIConfig:
 
 @dataclass
 class RayConfig:
-    # Multi-node generation: Ray Data shards the requests over vLLM replicas (`pip install ray[data]`).
-    address: str = ""  # ray.init address; empty = start or join the local cluster ("auto")
-    num_replicas: int = param(1, ge=1)  # vLLM engine replicas
-    batch_size: int = param(64, ge=1)  # requests per Ray Data batch
+    # Multi-node generation and scoring: vLLM replicas as Ray actors, kept for the engine's life
+    # (`pip install 'humpback[ray]'`). Models and the working directory must be on a file system
+    # every node mounts at the same path.
+    address: str = ""  # ray.init address; empty = RAY_ADDRESS, else the cluster `ray start` began here, else a new local one
+    num_replicas: int = param(1, ge=1)  # vLLM engines, each on engine.vllm.tensor_parallel_size GPUs of one node
+    # requests a replica takes at a time: vLLM batches within it, so larger is faster; smaller balances
+    # uneven nodes and loses less when one fails
+    batch_size: int = param(64, ge=1)
 
 
 @dataclass
@@ -71,3 +75,16 @@ class EngineConfig:
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Settings that contradict the backend: caught before a stage loads a model."""
+        out = []
+        if self.backend in ("vllm", "ray") and self.device == "cpu":
+            out.append(("device", f"cpu, but the {self.backend} backend runs vLLM, which needs CUDA GPUs; "
+                                  "use backend transformers on a CPU"))
+        if self.backend == "ray" and self.vllm.data_parallel_size > 1:
+            out.append(("vllm.data_parallel_size", f"{self.vllm.data_parallel_size} with backend ray, which "
+                                                   "starts engine.ray.num_replicas replicas instead; set that"))
+        if self.backend == "openai" and not self.openai.base_url:
+            out.append(("openai.base_url", "empty, but backend openai sends every request to it"))
+        return out

@@ -1,32 +1,93 @@
-"""Multi-node generation: Ray Data shards the requests over vLLM replicas (`engine.backend: ray`).
+"""Multi-node generation and scoring: vLLM replicas as Ray actors (`engine.backend: ray`).
 
-For corpora too large for one machine's GPUs. Prompts are rendered and fitted to length here, by
-the code training used (humpback.rendering), and go to Ray as text with Ray's own chat-template
-stage off, so a pretrained model in our plain format is prompted as it was trained. Generation
-only: choice_logprobs raises NotImplementedError, so scoring falls back to parsing generated text.
-ray is imported lazily; it is the optional `ray` extra.
+For corpora too large for one machine's GPUs. The engine starts `engine.ray.num_replicas` actors,
+each holding one vLLM engine (the vllm backend's LocalVLLM: the same prompt rendering and length
+fitting, LoRA adapters, per-request seeds and log-probabilities for scoring), and keeps them until
+it is closed, so a stage that calls it once per chunk loads each model once. Requests are dealt to
+idle replicas in batches of `engine.ray.batch_size`; answers come back in request order, and a
+request samples with the seed of its place in the call, however the batches fall.
+
+Not Ray Data's LLM processor (`ray.data.llm`): its vLLM stage is an actor pool that lives for one
+dataset execution and is released when that execution ends, so each chunk would load the model
+again on every replica.
+
+A real cluster needs, on every node: this project and vllm installed (`pip install 'humpback[ray]'`),
+and the working directory and the model directories on a file system mounted at the same path
+(relative paths in model metadata are resolved there as they are here; a LoRA adapter is loaded
+by vLLM from its directory; a base named by hub id is downloaded on each node). Hugging Face settings set here (HF_HOME, HF_HUB_OFFLINE, HF_TOKEN, ...)
+are passed to the replicas through Ray's runtime_env; a token passed that way is visible to anyone
+who can read the cluster's job and actor metadata. ray is imported lazily: the optional `ray` extra.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from humpback.engines.base import Engine, Messages, Sampling
+from tqdm.auto import tqdm
+
+from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import EngineConfig
-from humpback.engines.vllm_engine import engine_kwargs as vllm_engine_kwargs
+from humpback.engines.vllm_engine import LocalVLLM, check_adapter_rank
 from humpback.errors import ConfigError
-from humpback.models import load_tokenizer, resolve
-from humpback.rendering import encode, for_server
+from humpback.models import resolve
+
+log = logging.getLogger(__name__)
+
+# Hugging Face and transformers settings (cache location, offline mode, hub token, mirror) that a
+# replica must share with this process to load the same files; node-specific settings stay out.
+FORWARDED_ENV_PREFIXES = ("HF_", "HUGGING_FACE_", "HUGGINGFACE_", "TRANSFORMERS_")
+# A lost node or a crashed engine: Ray restarts the actor (loading the model again) and resends its
+# queued calls; an exception raised by the engine itself is not retried.
+MAX_RESTARTS = 2
+# Calls queued per replica, so it starts its next batch without waiting for the driver.
+IN_FLIGHT_PER_REPLICA = 2
 
 
-def _stage_flags(config_cls) -> dict:
-    """Chat template off (the prompt arrives rendered), tokenizer on, in the spelling this Ray takes:
-    `chat_template_stage` / `tokenize_stage` since 2.54 (the only one from 2.60), `apply_chat_template` /
-    `tokenize` before; the config refuses unknown fields."""
-    if "chat_template_stage" in getattr(config_cls, "model_fields", {}):
-        return {"chat_template_stage": False, "tokenize_stage": True}
-    return {"apply_chat_template": False, "tokenize": True}
+def forwarded_env(environ=os.environ) -> dict[str, str]:
+    """The variables of this process that the replicas get through runtime_env."""
+    return {k: v for k, v in environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+
+
+def _replica_engine():
+    """The engine each replica holds. Sent by name: each node imports it from its own installation."""
+    return LocalVLLM
+
+
+def _one_line(e: BaseException) -> str:
+    cause = getattr(e, "cause", None) or e  # a RayTaskError carries the replica's own exception
+    return " ".join(f"{type(cause).__name__}: {cause}".split())
+
+
+class Replica:
+    """One engine in one Ray actor. A failure to start is kept and reported by `ready`, so the driver
+    can say in one line which node could not load the model and why."""
+
+    def __init__(self, engine_cls, model_dir: str, cfg: EngineConfig, cwd: str):
+        self.engine, self.error, self.node = None, None, socket.gethostname()
+        shared = "the ray backend needs it on a file system every node mounts at the same path"
+        try:
+            if not Path(cwd).is_dir():
+                self.error = f"working directory {cwd} not found: {shared}"
+            elif not Path(model_dir).is_dir():
+                self.error = f"model directory {model_dir} not found: {shared}"
+            else:
+                os.chdir(cwd)  # relative bases in model metadata resolve as they do in the driver
+                self.engine = engine_cls(model_dir, cfg)
+        except Exception as e:
+            self.error = _one_line(e)
+
+    def ready(self) -> str | None:
+        return f"on node {self.node}: {self.error}" if self.error else None
+
+    def call(self, method: str, *args, **kwargs):
+        if self.engine is None:  # a restarted actor whose engine failed to load again
+            raise RuntimeError(f"no engine on node {self.node}: {self.error}")
+        return getattr(self.engine, method)(*args, **kwargs)
 
 
 class RayEngine(Engine):
@@ -35,70 +96,103 @@ class RayEngine(Engine):
     def __init__(self, model_dir: str | Path, cfg: EngineConfig):
         try:
             import ray
-            import ray.data.llm as ray_llm
         except ImportError:
-            raise ConfigError("engine.backend is 'ray' but ray[data] is not installed: pip install 'humpback[ray]'") from None
-        self.cfg, self.ref = cfg, resolve(model_dir)
+            raise ConfigError("engine.backend is 'ray' but ray is not installed: pip install 'humpback[ray]'") from None
+        self.cfg, self._ray, self.replicas = cfg, ray, []
+        self.dead: set = set()  # replicas Ray gave up restarting: later calls skip them
+        # a missing or malformed model directory, or an adapter above max_lora_rank, fails here, before any
+        # replica spends minutes loading the model
+        self.ref = resolve(model_dir)
+        check_adapter_rank(self.ref, cfg)
+        self.model_dir = str(Path(model_dir).absolute())  # the driver's cwd means nothing on another node
         if not ray.is_initialized():
             ray.init(address=cfg.ray.address or None)
-        engine_kwargs = vllm_engine_kwargs(cfg, lora=bool(self.ref.adapter))
-        extra: dict = {}
-        self.adapter_name = None
-        if self.ref.adapter:
-            # Ray Data loads a LoRA adapter by name from a directory of adapters: a row whose
-            # "model" differs from model_source names one.
-            adapter = Path(self.ref.adapter).resolve()
-            extra["dynamic_lora_loading_path"] = str(adapter.parent)
-            self.adapter_name = adapter.name
-        self.processor_config = ray_llm.vLLMEngineProcessorConfig(
-            model_source=self.ref.base,
-            engine_kwargs=engine_kwargs,
-            concurrency=cfg.ray.num_replicas,
-            batch_size=cfg.ray.batch_size,
-            **_stage_flags(ray_llm.vLLMEngineProcessorConfig),
-            **extra,
+        self.runtime_env = {"env_vars": forwarded_env()}
+        actor = ray.remote(Replica).options(
+            num_gpus=cfg.vllm.tensor_parallel_size,  # one vLLM engine's GPUs, on one node
+            num_cpus=1,
+            runtime_env=self.runtime_env,
+            max_restarts=MAX_RESTARTS,
+            max_task_retries=MAX_RESTARTS,
         )
-        self.tok = load_tokenizer(self.ref)
-        context = int(engine_kwargs.get("max_model_len") or getattr(self.tok, "model_max_length", 0) or 0)
-        self.context = context if 0 < context < 10**7 else 0  # tokenizers without a limit report 1e30
-        # build_processor in recent Ray, build_llm_processor before it
-        self._build = getattr(ray_llm, "build_processor", None) or ray_llm.build_llm_processor
-        self._ray = ray
+        need = cfg.ray.num_replicas * cfg.vllm.tensor_parallel_size
+        have = ray.cluster_resources().get("GPU", 0)
+        if have < need:
+            log.warning("engine.ray: %d replicas x %d GPUs need %d GPUs, the Ray cluster has %g: the replicas "
+                        "wait until nodes with GPUs join", cfg.ray.num_replicas, cfg.vllm.tensor_parallel_size,
+                        need, have)
+        engine_cls, cwd = _replica_engine(), os.getcwd()
+        self.replicas = [actor.remote(engine_cls, self.model_dir, cfg, cwd) for _ in range(cfg.ray.num_replicas)]
+        try:
+            errors = ray.get([r.ready.remote() for r in self.replicas])
+        except ray.exceptions.RayError as e:
+            self.close()
+            raise EngineError(f"a Ray replica failed to start: {_one_line(e)}") from None
+        failed = [(i, err) for i, err in enumerate(errors) if err]
+        if failed:
+            self.close()
+            i, err = failed[0]
+            raise EngineError(f"Ray replica {i} of {len(errors)} failed to start {err}")
+
+    def _scatter(self, method: str, requests: Sequence[Messages], args: tuple, kwargs: dict, *, desc: str,
+                 positions: bool = False) -> list:
+        """Batches of requests to whichever replica is free, answers back in request order; with
+        `positions`, each batch also gets its requests' places in the whole call. A failed batch does not
+        stop the others: EngineError then keeps every answer that arrived."""
+        ray = self._ray
+        size = self.cfg.ray.batch_size
+        todo = deque(range(start, min(start + size, len(requests))) for start in range(0, len(requests), size))
+        free = [r for _ in range(IN_FLIGHT_PER_REPLICA) for r in self.replicas]
+        pending: dict = {}
+        out: list = [None] * len(requests)
+        errors: list[str] = []
+        with tqdm(total=len(requests), desc=desc, unit="prompt") as bar:
+            while todo or pending:
+                free = [r for r in free if r not in self.dead]
+                while todo and free:
+                    replica, batch = free.pop(0), todo.popleft()
+                    where = (list(batch),) if positions else ()
+                    ref = replica.call.remote(method, [requests[i] for i in batch], *args, *where, **kwargs)
+                    pending[ref] = (replica, batch)
+                if not pending:  # every replica is dead: what is left cannot run
+                    errors = errors or ["every Ray replica has died"]
+                    break
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                replica, batch = pending.pop(ref)
+                try:
+                    values = ray.get(ref)
+                except ray.exceptions.RayActorError as e:  # gone for good (restarts spent): never send it more
+                    errors.append(_one_line(e))
+                    self.dead.add(replica)
+                    continue
+                except ray.exceptions.RayError as e:  # the engine raised: the replica itself is fine
+                    errors.append(_one_line(e))
+                else:
+                    for i, value in zip(batch, values, strict=True):
+                        out[i] = value
+                    bar.update(len(batch))
+                free.append(replica)
+        if errors:
+            done = sum(v is not None for v in out)
+            raise EngineError(f"Ray replicas answered {done} of {len(requests)} requests; {errors[0]}", partial=out)
+        return out
 
     def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
         if not requests:
             return []
-        sample = sampling.temperature > 0
-        params = dict(
-            temperature=sampling.temperature if sample else 0.0,
-            top_p=sampling.top_p if sample else 1.0,
-            max_tokens=sampling.max_new_tokens,
-            seed=sampling.seed,
-        )
-        adapter = self.adapter_name
-        limits = [x for x in (self.cfg.max_input_tokens, self.context - sampling.max_new_tokens if self.context else 0)
-                  if x > 0]
-        budget = min(limits) if limits else 0
-        prompts = [for_server(self.tok, self.tok.decode(encode(self.tok, m, max_tokens=budget))) for m in requests]
-
-        def pre(row: dict) -> dict:
-            out = dict(i=row["i"], prompt=row["prompt"], sampling_params=params)
-            if adapter:
-                out["model"] = adapter
-            return out
-
-        def post(row: dict) -> dict:
-            return dict(i=row["i"], text=row["generated_text"])
-
-        processor = self._build(self.processor_config, preprocess=pre, postprocess=post)
-        ds = self._ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])
-        rows = processor(ds).take_all()
-        out = [""] * len(requests)
-        for r in rows:
-            out[int(r["i"])] = str(r["text"]).strip()
-        return out
+        # each request's seed follows its place in the call: the same samples however it is batched
+        return self._scatter("generate_at", list(requests), (sampling,), {}, desc=desc, positions=True)
 
     def choice_logprobs(
         self, requests: Sequence[Messages], choices: Sequence[str], *, assistant_prefix: str = "", desc: str = "score"
     ) -> list[dict[str, float]]:
-        raise NotImplementedError("the ray backend generates text only; use backend vllm for log-probabilities")
+        if not requests:
+            return []
+        return self._scatter("choice_logprobs", list(requests), (list(choices),),
+                             {"assistant_prefix": assistant_prefix, "desc": desc}, desc=desc)
+
+    def close(self) -> None:
+        """Stop the replicas: their GPUs are free for the next engine a stage opens."""
+        for replica in self.replicas:
+            self._ray.kill(replica)
+        self.replicas = []

@@ -1,9 +1,11 @@
 """One fine-tuning run: base model + examples -> a LoRA adapter or a full checkpoint in `out`.
 
 The same code runs on one CPU, one GPU, or many GPUs under `accelerate launch` (DDP, FSDP,
-DeepSpeed ZeRO-3): the transformers Trainer reads the launcher's environment. Only the final
-model lands in `out`: trainer scratch goes to a temporary directory, and the model is written to
-`out.tmp` and renamed into place, so an interrupted run leaves no half model.
+DeepSpeed ZeRO-3): the transformers Trainer reads the launcher's environment. The training
+arguments exist before the model is loaded, because loading depends on them: under ZeRO-3 they hold
+the DeepSpeed config that makes `from_pretrained` partition the weights as it reads them. Only the
+final model lands in `out`: trainer scratch goes to a temporary directory, and the model is written
+to `out.tmp` and renamed into place, so an interrupted run leaves no half model.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -19,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from humpback.errors import ConfigError
@@ -27,6 +30,7 @@ from humpback.io import write_json
 from humpback.models import META, load_tokenizer, resolve
 from humpback.training.config import TrainConfig
 from humpback.training.data import Collator, Example, TokenizedDataset, tokenize_all
+from humpback.training.distributed import Launch, check_launch, launch
 from humpback.training.schedule import effective_batch, linear_to_ratio, plan_batches
 
 log = logging.getLogger(__name__)
@@ -88,14 +92,35 @@ class _Trainer(Trainer):
         return self.lr_scheduler
 
 
-def _load_model(base: str, cfg: TrainConfig):
+def _base_config(base: str, cfg: TrainConfig):
+    """The base's config with the training dropout, the values it replaced, and the dtype it is stored in."""
     config = AutoConfig.from_pretrained(base)
     saved_dtype = getattr(config, "dtype", None) or torch.float32  # read before loading in fp32 changes it
     if isinstance(saved_dtype, str):
         saved_dtype = getattr(torch, saved_dtype, torch.float32)
     restore = set_dropout(config, cfg.dropout)
-    # fp32 master weights; bf16 comes from autocast, so the optimizer never rounds updates away
-    model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=torch.float32)
+    return config, restore, saved_dtype
+
+
+def _load_model(base: str, config, cfg: TrainConfig, args: TrainingArguments, run: Launch):
+    """The model to train, loaded the way this launch needs it. `args` must exist (and stay alive)
+    first: under ZeRO-3 it holds the DeepSpeed config through which transformers' from_pretrained
+    partitions every weight as it loads (zero.Init, only rank 0 reading the checkpoint)."""
+    if run.fsdp_ram_efficient and args.process_index != 0:
+        # FSDP with cpu_ram_efficient_loading: accelerate shards the model on the meta device and
+        # broadcasts the main process's weights, so the others read none (a 7B model in fp32 is
+        # 28 GB of host memory a process). Buffers stay real: accelerate keeps each process's own.
+        from accelerate import init_empty_weights
+
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.tie_weights()
+    else:
+        # One process per GPU that holds the whole model (one GPU, DDP): straight onto its GPU, with
+        # no host copy. FSDP and ZeRO-3 place the weights themselves.
+        device_map = {"": args.device} if args.device.type == "cuda" and not run.sharding else None
+        # fp32 master weights; bf16 comes from autocast, so the optimizer never rounds updates away
+        model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=torch.float32, device_map=device_map)
     model.config.use_cache = False
     if cfg.mode == "lora":
         from peft import LoraConfig, get_peft_model
@@ -108,7 +133,7 @@ def _load_model(base: str, cfg: TrainConfig):
             target_modules=cfg.lora.target_modules,
         )
         model = get_peft_model(model, lora)
-    return model, restore, saved_dtype
+    return model
 
 
 def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, cfg: TrainConfig) -> dict:
@@ -120,15 +145,16 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
         raise ConfigError(f"{base_dir}: the base to fine-tune is itself an adapter; train from the base model")
     tokenizer = load_tokenizer(ref)
     tokenized, stats = tokenize_all(tokenizer, [e for e in examples], cfg.max_seq_len)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    run = launch()
+    world = run.world_size
     eff = effective_batch(len(tokenized), cfg.batch_size, cfg.small_data_batch_size, cfg.small_data_threshold)
     plan = plan_batches(eff, cfg.per_device_batch_size, world)
     bf16 = use_bf16(cfg.bf16)
     log.info("%d examples (%d tokens), effective batch %d = %d x %d accumulation x %d processes, %s, bf16=%s",
              len(tokenized), stats.tokens, plan.effective, plan.per_device, plan.accumulation, world, cfg.mode, bf16)
 
-    model, dropout_restore, saved_dtype = _load_model(ref.base, cfg)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    config, dropout_restore, saved_dtype = _base_config(ref.base, cfg)
+    check_launch(ref.base, cfg.mode, config, run)
     recorder = _Recorder()
     scratch = tempfile.mkdtemp(prefix="humpback-train-")
     try:
@@ -155,6 +181,9 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
             remove_unused_columns=False,
             ddp_find_unused_parameters=False,
         )
+        model = _load_model(ref.base, config, cfg, args, run)
+        # ZeRO-3 leaves each process an empty slice of every weight; ds_numel is the weight's size
+        trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
         trainer = _Trainer(
             model=model,
             args=args,
@@ -214,8 +243,57 @@ def _sort_target_modules(path: Path) -> None:
     write_json(config, path)
 
 
+# the bytes of one element of each dtype safetensors stores
+_SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+                      "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+_SAFETENSORS_FLOAT = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def _store_in_dtype(directory: Path, dtype: torch.dtype) -> None:
+    """Rewrite the floating-point weights of the checkpoint in `directory` in `dtype`, and the dtype
+    its config names. A sharded save (FSDP, ZeRO-3) writes the weights as the processes gathered
+    them (FSDP: the fp32 master weights), not in the base's dtype. Files already in `dtype` are
+    left as they are."""
+    rewritten = False
+    for path in sorted(directory.glob("*.safetensors")):
+        with safe_open(path, framework="pt") as f:
+            metadata, names = f.metadata(), list(f.keys())
+            stored = {name: f.get_slice(name).get_dtype() for name in names}
+            if all(_SAFETENSORS_FLOAT.get(d, dtype) == dtype for d in stored.values()):
+                continue
+            # tensor by tensor: one file's weights in `dtype` in memory, never all of them in fp32
+            tensors = {name: f.get_tensor(name).to(dtype) if stored[name] in _SAFETENSORS_FLOAT else f.get_tensor(name)
+                       for name in names}
+        partial = path.with_name(path.name + ".partial")
+        save_file(tensors, partial, metadata=metadata)
+        partial.replace(path)
+        rewritten = True
+    if not rewritten:
+        return
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():  # its total_size counts the bytes of every tensor, which the cast changed
+        content = json.loads(index.read_text(encoding="utf-8"))
+        content.setdefault("metadata", {})["total_size"] = _tensor_bytes(directory)
+        write_json(content, index)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    write_json(config, config_path)
+
+
+def _tensor_bytes(directory: Path) -> int:
+    total = 0
+    for path in directory.glob("*.safetensors"):
+        with safe_open(path, framework="pt") as f:
+            for name in list(f.keys()):  # safe_open is not iterable
+                piece = f.get_slice(name)
+                total += math.prod(piece.get_shape()) * _SAFETENSORS_BYTES[piece.get_dtype()]
+    return total
+
+
 def _save(trainer: Trainer, tokenizer, out: Path, base_dir: str, cfg: TrainConfig, dropout_restore: dict, dtype) -> None:
-    """Write only the model (adapter or checkpoint), its tokenizer and humpback_model.json; never optimizer state."""
+    """Write only the model (adapter or checkpoint), its tokenizer and humpback_model.json; never optimizer state.
+    A full checkpoint is stored in the base model's dtype (bf16 halves it), however it was trained."""
     main = trainer.is_world_process_zero()
     staging = out.with_name(out.name + ".tmp")
     if main:
@@ -227,13 +305,16 @@ def _save(trainer: Trainer, tokenizer, out: Path, base_dir: str, cfg: TrainConfi
     for k, v in dropout_restore.items():  # the saved config describes the model, not the training run
         setattr(base_config, k, v)
     base_config.use_cache = True
+    full = cfg.mode == "full" and isinstance(dtype, torch.dtype)
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         trainer.save_model(str(staging))  # collective: gathers the sharded weights on the main process
     elif main:
-        if cfg.mode == "full" and isinstance(dtype, torch.dtype):
-            model.to(dtype)  # store in the base's dtype (bf16 halves the checkpoint)
+        if full:
+            model.to(dtype)  # written once, already in the base's dtype
         model.save_pretrained(staging)
     if main:
+        if full:
+            _store_in_dtype(staging, dtype)
         tokenizer.save_pretrained(staging)
         if cfg.mode == "lora":
             _sort_target_modules(staging / "adapter_config.json")

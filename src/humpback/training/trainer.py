@@ -306,14 +306,15 @@ def _save(trainer: Trainer, tokenizer, out: Path, base_dir: str, cfg: TrainConfi
         setattr(base_config, k, v)
     base_config.use_cache = True
     full = cfg.mode == "full" and isinstance(dtype, torch.dtype)
-    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+    if sharded:
         trainer.save_model(str(staging))  # collective: gathers the sharded weights on the main process
     elif main:
         if full:
             model.to(dtype)  # written once, already in the base's dtype
         model.save_pretrained(staging)
     if main:
-        if full:
+        if full and sharded:  # the gathered weights come in the dtype they were trained in
             _store_in_dtype(staging, dtype)
         tokenizer.save_pretrained(staging)
         if cfg.mode == "lora":

@@ -244,3 +244,24 @@ def test_forward_on_an_empty_curated_set_that_select_allowed(base, tmp_path, mon
     with pytest.raises(SystemExit):
         dvc_stage.run("train", "it1")
     assert "data/curated/it1.parquet: no curated pairs to train on" in capsys.readouterr().err
+
+
+def test_the_label_only_loss_trains_the_same_model_as_the_models_own(base, tmp_path):
+    """Two micro-batches accumulated per step, so the normalisation by the batch's labelled tokens
+    counts too: the same logged losses and (up to float rounding) the same weights. (Full fine-tuning's
+    gradients, the tied head's included: tests/test_training_loss.py.)"""
+    cfg = dataclasses.replace(FAST, batch_size=4, small_data_batch_size=4, max_steps=2)
+    runs = {}
+    for positions in ("labelled", "all"):
+        out = tmp_path / positions
+        m = train_model(build_examples("backward", PromptsConfig(), PAIRS), base, out,
+                        dataclasses.replace(cfg, loss_positions=positions))
+        assert m["loss_positions"] == positions and m["gradient_accumulation"] == 2
+        weights = load_file(out / "adapter_model.safetensors")
+        runs[positions] = (m, weights)
+    (a, wa), (b, wb) = runs["labelled"], runs["all"]
+    assert a["train_loss_first"] == pytest.approx(b["train_loss_first"], rel=1e-4)
+    assert a["train_loss_mean"] == pytest.approx(b["train_loss_mean"], rel=1e-4)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-4, rtol=1e-3), k

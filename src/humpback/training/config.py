@@ -48,6 +48,9 @@ class TrainConfig:
     max_seq_len: int = param(384, ge=8)  # longer examples are truncated (the longer side; see training.data)
     bf16: bool | Literal["auto"] = "auto"  # auto: on for bf16 GPUs and CPUs with AMX / AVX512-BF16 (autocast)
     gradient_checkpointing: bool = False
+    # labelled: the output head and the loss at reply positions only (training.loss); all: the
+    # model's own loss, logits at every position. Same loss and gradients; labelled is faster.
+    loss_positions: Literal["labelled", "all"] = "labelled"
     group_by_length: bool = True  # batch examples of similar length (less padding, still seeded)
     max_grad_norm: float = param(1.0, gt=0)
     logging_steps: int = param(5, ge=1)

@@ -28,9 +28,10 @@ from humpback.errors import ConfigError
 from humpback.hardware import cpu_has_bf16, set_cpu_threads
 from humpback.io import write_json
 from humpback.models import META, load_tokenizer, resolve
-from humpback.training.config import TrainConfig
+from humpback.training.config import LoraSettings, TrainConfig
 from humpback.training.data import Collator, Example, TokenizedDataset, tokenize_all
 from humpback.training.distributed import Launch, check_launch, launch
+from humpback.training.loss import LabelOnlyLoss, unsupported
 from humpback.training.schedule import effective_batch, linear_to_ratio, plan_batches
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,34 @@ class _Recorder(TrainerCallback):
 
 
 class _Trainer(Trainer):
-    """The Trainer with our schedule: linear warmup, then linear decay to final_lr_ratio * peak."""
+    """The Trainer with our schedule (linear warmup, then linear decay to final_lr_ratio * peak) and,
+    with label_only, the loss from the head at labelled positions only (training.loss)."""
 
-    def __init__(self, *args, warmup_ratio: float, final_lr_ratio: float, **kwargs):
+    def __init__(self, *args, warmup_ratio: float, final_lr_ratio: float, label_only: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._warmup_ratio, self._final_ratio = warmup_ratio, final_lr_ratio
+        self._label_only = None
+        if label_only:
+            # Sharded runs gather the head's weight in hooks this path has not been run under yet
+            why = ("the run is sharded (FSDP / DeepSpeed)" if self.is_fsdp_enabled or self.is_deepspeed_enabled
+                   else unsupported(self.model))
+            if why:
+                log.warning("train.loss_positions=labelled: the model's own loss is used instead, as %s", why)
+            else:
+                self._label_only = LabelOnlyLoss(self.model)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._label_only is None or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        total, count = self._label_only.loss_sum(model, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"])
+        if num_items_in_batch is None:  # the Trainer divides by the accumulation steps itself
+            return total / max(count, 1)
+        # normalised as the model's own loss is: by the labelled tokens of the whole accumulated
+        # batch, on every process (the Trainer's average_tokens_across_devices)
+        loss = total / num_items_in_batch
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            loss = loss * self.accelerator.num_processes
+        return loss
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None:
@@ -122,18 +146,16 @@ def _load_model(base: str, config, cfg: TrainConfig, args: TrainingArguments, ru
         # fp32 master weights; bf16 comes from autocast, so the optimizer never rounds updates away
         model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=torch.float32, device_map=device_map)
     model.config.use_cache = False
-    if cfg.mode == "lora":
-        from peft import LoraConfig, get_peft_model
+    return with_lora(model, cfg.lora) if cfg.mode == "lora" else model
 
-        lora = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-        )
-        model = get_peft_model(model, lora)
-    return model
+
+def with_lora(model, settings: LoraSettings):
+    """The model with fresh LoRA adapters (drawn from torch's RNG) on `settings.target_modules`."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(task_type="CAUSAL_LM", r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                      target_modules=settings.target_modules)
+    return get_peft_model(model, lora)
 
 
 def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, cfg: TrainConfig) -> dict:
@@ -192,6 +214,7 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
             callbacks=[recorder],
             warmup_ratio=cfg.warmup_ratio,
             final_lr_ratio=cfg.final_lr_ratio,
+            label_only=cfg.loss_positions == "labelled",
         )
         start = time.perf_counter()
         result = trainer.train()
@@ -210,6 +233,7 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
         "tokens": stats.tokens,
         "loss_tokens": stats.loss_tokens,
         "mode": cfg.mode,
+        "loss_positions": "labelled" if trainer._label_only is not None else "all",
         "trainable_parameters": trainable,
         "bf16": bf16,
         "max_seq_len": cfg.max_seq_len,

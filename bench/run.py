@@ -1,6 +1,6 @@
 """Run the benchmarks, each figure beside a baseline measured in the same run, and check the targets.
 
-    python bench/run.py [--only corpus generation scoring training pipeline vllm] [--quick] [--out metrics/bench.json]
+    python bench/run.py [--only corpus generation scoring training pipeline vllm ray] [--quick] [--out metrics/bench.json]
     python bench/run.py --render metrics/bench.json    # the table again, plus Markdown for the README
 
 Writes metrics/bench.json (the machine, every row, each bench's raw results or its error) and
@@ -207,6 +207,25 @@ def bench_vllm(ctx: Context) -> tuple[list[Row], dict]:
                 f"{n} prompts x {new} new tokens")], res
 
 
+def bench_ray(ctx: Context) -> tuple[list[Row], dict]:
+    """The ray backend's CPU replicas vs the in-process transformers backend, on the same cores."""
+    import ray_cpu
+
+    n, new, batch = (8, 8, 4) if ctx.quick else (32, 64, 16)
+    res = ray_cpu.run(ctx.model(), n_prompts=n, new_tokens=new, batch=batch, replicas=2)
+    r, local, one = res["ray"], res["transformers"], res["transformers_1_thread"]
+    ratio = _ratio(r["tokens_per_s"], local["tokens_per_s"])
+    return [
+        Row("ray", "ray backend, 2 CPU replicas x 1 thread", r["tokens_per_s"], "tok/s", local["tokens_per_s"],
+            "transformers backend, 2 threads", ratio, ">= 0.8x", ratio is not None and ratio >= 0.8,
+            f"{n} prompts x {new} new tokens, greedy, {res['_setup']['dtype']}; replicas started in "
+            f"{r['start_seconds']} s; same text as the baseline {r['same_text']}"),
+        Row("ray", "ray backend vs one thread", r["tokens_per_s"], "tok/s", one["tokens_per_s"],
+            "transformers backend, 1 thread", _ratio(r["tokens_per_s"], one["tokens_per_s"]),
+            note="one thread is the fast setting where other work shares the cores"),
+    ], res
+
+
 BENCHES: dict[str, Callable[[Context], tuple[list[Row], dict]]] = {
     "corpus": bench_corpus,
     "generation": bench_generation,
@@ -214,6 +233,7 @@ BENCHES: dict[str, Callable[[Context], tuple[list[Row], dict]]] = {
     "training": bench_training,
     "pipeline": bench_pipeline,
     "vllm": bench_vllm,
+    "ray": bench_ray,
 }
 
 

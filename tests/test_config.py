@@ -324,8 +324,9 @@ def test_excerpt_is_short_and_one_line(value, shown):
 @pytest.mark.parametrize("engine, message", [
     ("{backend: vllm, device: cpu}", "engine.device: cpu, but the vllm backend runs vLLM, which needs CUDA GPUs; "
                                      "use backend transformers on a CPU"),
-    ("{backend: ray, device: cpu}", "engine.device: cpu, but the ray backend runs vLLM, which needs CUDA GPUs; "
-                                    "use backend transformers on a CPU"),
+    ("{backend: ray, device: cpu, ray: {replica: vllm}}", "engine.device: cpu, but engine.ray.replica is vllm, which "
+                                                        "needs CUDA GPUs; set it to transformers (or auto) for "
+                                                        "replicas on CPUs"),
     ("{backend: ray, vllm: {data_parallel_size: 4}}", "engine.vllm.data_parallel_size: 4 with backend ray, which "
                                                       "starts engine.ray.num_replicas replicas instead; set that"),
     ("{backend: openai}", "engine.openai.base_url: empty, but backend openai sends every request to it"),
@@ -342,6 +343,8 @@ def test_check_params_refuses_settings_the_backend_cannot_run(tmp_path, capsys, 
 
 
 @pytest.mark.parametrize("engine", ["{backend: vllm, vllm: {data_parallel_size: 8}}", "{backend: ray, device: auto}",
+                                    "{backend: ray, device: cpu}",
+                                    "{backend: ray, device: cpu, ray: {replica: transformers, num_cpus: 4}}",
                                     "{backend: openai, openai: {base_url: 'http://h:8000/v1'}}",
                                     "{backend: transformers, device: cpu}"])
 def test_check_params_accepts_what_the_backend_can_run(tmp_path, engine):

@@ -75,6 +75,24 @@ def test_sampling_is_seeded(engine):
     assert other != first
 
 
+def test_samples_follow_each_request_not_its_batch(engine):
+    reqs = _requests()
+    s = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=8, seed=7)
+    whole = engine.generate(reqs, s)
+    assert len(set(whole)) == len(reqs)
+    engine.cfg.batch_size = 1
+    try:
+        single = engine.generate(reqs, s)
+    finally:
+        engine.cfg.batch_size = 3
+    assert single == whole
+    # part of a call, as a Ray replica gets it: each request samples as it did in the whole call
+    assert engine.generate_at(reqs[4:], s, range(4, 7)) == whole[4:]
+    # a nucleus that holds only the likeliest token is greedy decoding
+    assert engine.generate(reqs, Sampling(temperature=1.0, top_p=1e-6, max_new_tokens=6, seed=7)) == \
+        engine.generate(reqs, GREEDY)
+
+
 def test_choice_logprobs_are_finite_and_batch_independent(engine):
     reqs = _requests()
     batched = engine.choice_logprobs(reqs, DIGITS, assistant_prefix="Score: ")

@@ -4,7 +4,9 @@ which needs a GPU, is replaced by one that answers with what reached it and wher
 replicas are built once per engine and reused by every call, answers come back in request order,
 scores come from the replicas, model paths (relative ones, LoRA adapters) resolve on the replica as
 they do here, Hugging Face settings reach the replicas, failures are reported in one line and keep
-what finished, and a replica Ray cannot keep alive is dropped."""
+what finished, a replica Ray cannot keep alive is dropped, each engine is closed before its actor
+ends, and transformers replicas get their CPUs (as torch threads) or one GPU. The transformers
+replicas for real: tests/test_engines_ray_cpu.py."""
 
 from __future__ import annotations
 
@@ -43,8 +45,10 @@ class EchoVLLM:
 
         ref = resolve(model_dir)
         self.calls = 0
+        self.model_dir = model_dir
         self.seen = {"pid": os.getpid(), "model_dir": model_dir, "base": os.path.realpath(ref.base),
                      "adapter": ref.adapter, "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                     "device": cfg.device, "threads": cfg.cpu_threads,
                      "env": {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN", "UNRELATED_SETTING")}}
 
     def generate_at(self, requests, sampling, positions):
@@ -62,6 +66,12 @@ class EchoVLLM:
                 if assistant_prefix == "Score: " else {} for m in requests]
 
 
+    def close(self):
+        marks = os.path.join(os.path.dirname(self.model_dir), "closed")
+        if os.path.isdir(marks):  # a test that asks: leave a mark for each engine closed
+            open(os.path.join(marks, str(os.getpid())), "w").close()
+
+
 class UnloadableVLLM(EchoVLLM):
     def __init__(self, model_dir, cfg):
         raise RuntimeError("CUDA out of memory\n(while loading)")
@@ -69,16 +79,20 @@ class UnloadableVLLM(EchoVLLM):
 
 @pytest.fixture
 def echo(monkeypatch):
-    monkeypatch.setattr(ray_engine, "_replica_engine", lambda: EchoVLLM)
+    kinds = []
+    monkeypatch.setattr(ray_engine, "_replica_engine", lambda kind: kinds.append(kind) or EchoVLLM)
+    return kinds
 
 
 def _cfg(**ray_kw) -> EngineConfig:
     return EngineConfig(backend="ray", ray=RayConfig(**{"num_replicas": 2, "batch_size": 4, **ray_kw}))
 
 
-def test_replicas_are_built_once_and_every_call_reuses_them(cluster, echo, tiny_model_dir):
+def test_replicas_are_built_once_and_every_call_reuses_them(cluster, echo, tiny_model_dir, tmp_path):
     reqs = [chat(f"question {i}") for i in range(12)]
-    with load_engine(tiny_model_dir, _cfg()) as e:
+    (tmp_path / "base").symlink_to(tiny_model_dir)
+    (tmp_path / "closed").mkdir()
+    with load_engine(tmp_path / "base", _cfg()) as e:
         calls = [[json.loads(t) for t in e.generate(reqs, Sampling(temperature=0.7))] for _ in range(3)]
         scores = e.choice_logprobs(reqs, ["1", "2"], assistant_prefix="Score: ")
         assert e.generate([], Sampling()) == [] and e.choice_logprobs([], ["1"]) == []
@@ -92,7 +106,9 @@ def test_replicas_are_built_once_and_every_call_reuses_them(cluster, echo, tiny_
     # each replica counts the batches it ran: 3 calls x 3 batches between the two, none rebuilt
     last = {pid: max(a["calls"] for a in answers if a["pid"] == pid) for pid in pids}
     assert sum(last.values()) == 9 and min(last.values()) >= 1
+    assert echo == ["vllm"]  # engine.ray.replica auto on a cluster with GPUs
     assert sorted(a["gpus"] for a in {a["pid"]: a for a in answers}.values()) == ["0", "1"]  # one GPU each
+    assert sorted(int(p.name) for p in (tmp_path / "closed").iterdir()) == sorted(pids)  # each engine closed
     assert scores == [{"1": -float(i), "2": -float(i) - 0.1} for i in range(12)]
     with pytest.raises(ray.exceptions.RayActorError):  # closed: the replicas are gone, their GPUs free
         ray.get(replicas[0].ready.remote())
@@ -133,7 +149,7 @@ def test_hugging_face_settings_reach_the_replicas(cluster, echo, tiny_model_dir,
 
 def test_failures_are_one_line_and_keep_what_finished(cluster, echo, tiny_model_dir, monkeypatch):
     with monkeypatch.context() as m, pytest.raises(EngineError) as start:
-        m.setattr(ray_engine, "_replica_engine", lambda: UnloadableVLLM)
+        m.setattr(ray_engine, "_replica_engine", lambda kind: UnloadableVLLM)
         load_engine(tiny_model_dir, _cfg(num_replicas=1))
     assert "\n" not in str(start.value)
     assert "Ray replica 0 of 1 failed to start on node" in str(start.value)
@@ -165,3 +181,24 @@ def test_a_replica_that_keeps_dying_is_dropped_and_the_others_carry_on(cluster, 
             e.generate(reqs[:5], Sampling())
         with pytest.raises(EngineError, match=r"^Ray replicas answered 0 of 1 requests; every Ray replica has died$"):
             e.generate(reqs[:1], Sampling())
+
+
+@pytest.mark.parametrize("replica, device, gpus, kind", [
+    ("auto", "auto", 2, "vllm"), ("auto", "auto", 0, "transformers"), ("auto", "cpu", 2, "transformers"),
+    ("auto", "cuda:1", 0, "vllm"), ("vllm", "auto", 0, "vllm"), ("transformers", "auto", 2, "transformers"),
+])
+def test_auto_replicas_run_vllm_where_they_get_gpus(replica, device, gpus, kind):
+    assert ray_engine.replica_kind(EngineConfig(device=device, ray=RayConfig(replica=replica)), gpus) == kind
+
+
+def test_transformers_replicas_get_their_cpus_or_one_gpu(cluster, echo, tiny_model_dir):
+    reqs = [chat(f"q {i}") for i in range(4)]
+    for device, threads, seen_device in (("cpu", 2, "cpu"), ("cuda:1", 1, "cuda")):
+        cfg = EngineConfig(backend="ray", device=device,
+                           ray=RayConfig(replica="transformers", num_replicas=2, num_cpus=threads, batch_size=2))
+        with load_engine(tiny_model_dir, cfg) as e:
+            answers = {a["pid"]: a for a in (json.loads(t) for t in e.generate(reqs, Sampling()))}
+        assert len(answers) == 2 and {(a["device"], a["threads"]) for a in answers.values()} == {(seen_device, threads)}
+    # on GPUs, one each, which the replica sees as cuda (Ray leaves a CPU replica's GPU variable as it finds it)
+    assert sorted(a["gpus"] for a in answers.values()) == ["0", "1"]
+    assert echo == ["transformers", "transformers"]

@@ -47,13 +47,19 @@ class OpenAIConfig:
 
 @dataclass
 class RayConfig:
-    # Multi-node generation and scoring: vLLM replicas as Ray actors, kept for the engine's life
+    # Multi-node generation and scoring: engines as Ray actors, kept for the engine's life
     # (`pip install 'humpback[ray]'`). Models and the working directory must be on a file system
     # every node mounts at the same path.
     address: str = ""  # ray.init address; empty = RAY_ADDRESS, else the cluster `ray start` began here, else a new local one
-    num_replicas: int = param(1, ge=1)  # vLLM engines, each on engine.vllm.tensor_parallel_size GPUs of one node
-    # requests a replica takes at a time: vLLM batches within it, so larger is faster; smaller balances
-    # uneven nodes and loses less when one fails
+    num_replicas: int = param(1, ge=1)  # engines, each in its own actor
+    # What each replica runs. vllm: one vLLM engine on engine.vllm.tensor_parallel_size GPUs of one node.
+    # transformers: the transformers backend, on num_cpus CPUs (or one GPU with engine.device cuda).
+    # auto: transformers when engine.device is cpu or the cluster has no GPUs, else vllm.
+    replica: Literal["auto", "vllm", "transformers"] = "auto"
+    # CPUs Ray reserves for each replica; a transformers replica on CPU runs this many torch threads
+    num_cpus: int = param(1, ge=1)
+    # requests a replica takes at a time: the engine batches within it, so larger is faster; smaller
+    # balances uneven nodes and loses less when one fails
     batch_size: int = param(64, ge=1)
 
 
@@ -62,7 +68,7 @@ class EngineConfig:
     # auto = vLLM when CUDA and vllm are importable, else transformers.
     backend: Literal["auto", "transformers", "vllm", "openai", "ray"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on CPUs with bf16 units and on GPUs
-    device: str = "auto"  # transformers: auto (cuda if present) | cpu | cuda | cuda:1
+    device: str = "auto"  # transformers (and ray's transformers replicas): auto (cuda if present) | cpu | cuda | cuda:1
     batch_size: int = param(16, ge=1)  # transformers: prompts per forward batch
     # transformers on CPU: torch threads for this process; 0 = every core. OpenMP threads that
     # wait on each other collapse when other jobs share the cores (2 busy cores: 1 thread gave
@@ -79,9 +85,12 @@ class EngineConfig:
     def problems(self) -> list[tuple[str, str]]:
         """Settings that contradict the backend: caught before a stage loads a model."""
         out = []
-        if self.backend in ("vllm", "ray") and self.device == "cpu":
-            out.append(("device", f"cpu, but the {self.backend} backend runs vLLM, which needs CUDA GPUs; "
+        if self.backend == "vllm" and self.device == "cpu":
+            out.append(("device", "cpu, but the vllm backend runs vLLM, which needs CUDA GPUs; "
                                   "use backend transformers on a CPU"))
+        if self.backend == "ray" and self.device == "cpu" and self.ray.replica == "vllm":
+            out.append(("device", "cpu, but engine.ray.replica is vllm, which needs CUDA GPUs; "
+                                  "set it to transformers (or auto) for replicas on CPUs"))
         if self.backend == "ray" and self.vllm.data_parallel_size > 1:
             out.append(("vllm.data_parallel_size", f"{self.vllm.data_parallel_size} with backend ray, which "
                                                    "starts engine.ray.num_replicas replicas instead; set that"))

@@ -1,26 +1,31 @@
-"""Multi-node generation and scoring: vLLM replicas as Ray actors (`engine.backend: ray`).
+"""Multi-node generation and scoring: engine replicas as Ray actors (`engine.backend: ray`).
 
-For corpora too large for one machine's GPUs. The engine starts `engine.ray.num_replicas` actors,
-each holding one vLLM engine (the vllm backend's LocalVLLM: the same prompt rendering and length
-fitting, LoRA adapters, per-request seeds and log-probabilities for scoring), and keeps them until
-it is closed, so a stage that calls it once per chunk loads each model once. Requests are dealt to
-idle replicas in batches of `engine.ray.batch_size`; answers come back in request order, and a
-request samples with the seed of its place in the call, however the batches fall.
+For corpora too large for one machine. The engine starts `engine.ray.num_replicas` actors, each
+holding one engine, and keeps them until it is closed, so a stage that calls it once per chunk loads
+each model once. A replica is the vllm backend's LocalVLLM on GPUs, or the transformers backend's
+engine on `engine.ray.num_cpus` CPUs (`engine.ray.replica`; auto: vLLM where the replicas get GPUs,
+transformers on CPUs). Both render and fit prompts the same way, apply LoRA adapters, seed each
+request and read log-probabilities for scoring. Requests are dealt to idle replicas in batches of
+`engine.ray.batch_size`; answers come back in request order, and a request samples with the seed
+of its place in the call, however the batches fall.
 
 Not Ray Data's LLM processor (`ray.data.llm`): its vLLM stage is an actor pool that lives for one
 dataset execution and is released when that execution ends, so each chunk would load the model
 again on every replica.
 
-A real cluster needs, on every node: this project and vllm installed (`pip install 'humpback[ray]'`),
-and the working directory and the model directories on a file system mounted at the same path
-(relative paths in model metadata are resolved there as they are here; a LoRA adapter is loaded
-by vLLM from its directory; a base named by hub id is downloaded on each node). Hugging Face settings set here (HF_HOME, HF_HUB_OFFLINE, HF_TOKEN, ...)
-are passed to the replicas through Ray's runtime_env; a token passed that way is visible to anyone
-who can read the cluster's job and actor metadata. ray is imported lazily: the optional `ray` extra.
+A real cluster needs, on every node: this project installed (with vllm for vLLM replicas:
+`pip install 'humpback[ray]'`), and the working directory and the model directories on a file
+system mounted at the same path (relative paths in model metadata are resolved there as they are
+here; a LoRA adapter is loaded from its directory; a base named by hub id is downloaded on each
+node). Hugging Face settings set here (HF_HOME, HF_HUB_OFFLINE, HF_TOKEN, ...) are passed to the
+replicas through Ray's runtime_env; a token passed that way is visible to anyone who can read the
+cluster's job and actor metadata. ray is imported lazily: the optional `ray` extra.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -32,6 +37,7 @@ from tqdm.auto import tqdm
 
 from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import EngineConfig
+from humpback.engines.transformers_engine import TransformersEngine
 from humpback.engines.vllm_engine import LocalVLLM, check_adapter_rank
 from humpback.errors import ConfigError
 from humpback.models import resolve
@@ -46,6 +52,8 @@ FORWARDED_ENV_PREFIXES = ("HF_", "HUGGING_FACE_", "HUGGINGFACE_", "TRANSFORMERS_
 MAX_RESTARTS = 2
 # Calls queued per replica, so it starts its next batch without waiting for the driver.
 IN_FLIGHT_PER_REPLICA = 2
+# Seconds close() gives the replicas to free their engines before killing them.
+CLOSE_TIMEOUT = 30
 
 
 def forwarded_env(environ=os.environ) -> dict[str, str]:
@@ -53,9 +61,29 @@ def forwarded_env(environ=os.environ) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
 
 
-def _replica_engine():
-    """The engine each replica holds. Sent by name: each node imports it from its own installation."""
-    return LocalVLLM
+def replica_kind(cfg: EngineConfig, cluster_gpus: float) -> str:
+    """What `engine.ray.replica: auto` runs: vLLM where the replicas get GPUs (engine.device cuda, or
+    auto on a cluster with GPUs), the transformers backend on CPUs."""
+    if cfg.ray.replica != "auto":
+        return cfg.ray.replica
+    if cfg.device.startswith("cuda"):
+        return "vllm"
+    return "transformers" if cfg.device == "cpu" or not cluster_gpus else "vllm"
+
+
+def replica_plan(cfg: EngineConfig, kind: str) -> tuple[EngineConfig, float]:
+    """The config a replica opens its engine with, and the GPUs Ray gives it."""
+    if kind == "vllm":
+        return cfg, cfg.vllm.tensor_parallel_size  # one vLLM engine's GPUs, on one node
+    gpu = cfg.device.startswith("cuda")
+    # Ray shows an actor only its own GPU (as cuda:0); on CPU, torch runs one thread per CPU reserved,
+    # since more would contend with the replicas beside it on the node
+    return dataclasses.replace(cfg, device="cuda" if gpu else "cpu", cpu_threads=cfg.ray.num_cpus), int(gpu)
+
+
+def _replica_engine(kind: str):
+    """The engine class a replica holds. Sent by name: each node imports it from its own installation."""
+    return LocalVLLM if kind == "vllm" else TransformersEngine
 
 
 def _one_line(e: BaseException) -> str:
@@ -89,6 +117,18 @@ class Replica:
             raise RuntimeError(f"no engine on node {self.node}: {self.error}")
         return getattr(self.engine, method)(*args, **kwargs)
 
+    def close(self) -> None:
+        """Free the engine, then end this actor (an intentional exit: Ray neither restarts it nor retries
+        calls sent to it)."""
+        import ray
+
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            engine.close()
+            del engine
+            gc.collect()  # runs vLLM's finalizers, which stop its engine-core process, before the actor exits
+        ray.actor.exit_actor()
+
 
 class RayEngine(Engine):
     name = "ray"
@@ -103,26 +143,31 @@ class RayEngine(Engine):
         # a missing or malformed model directory, or an adapter above max_lora_rank, fails here, before any
         # replica spends minutes loading the model
         self.ref = resolve(model_dir)
-        check_adapter_rank(self.ref, cfg)
         self.model_dir = str(Path(model_dir).absolute())  # the driver's cwd means nothing on another node
         if not ray.is_initialized():
             ray.init(address=cfg.ray.address or None)
         self.runtime_env = {"env_vars": forwarded_env()}
+        have = ray.cluster_resources()
+        self.kind = replica_kind(cfg, have.get("GPU", 0))
+        if self.kind == "vllm":  # the transformers backend merges an adapter of any rank
+            check_adapter_rank(self.ref, cfg)
+        replica_cfg, gpus = replica_plan(cfg, self.kind)
         actor = ray.remote(Replica).options(
-            num_gpus=cfg.vllm.tensor_parallel_size,  # one vLLM engine's GPUs, on one node
-            num_cpus=1,
+            num_gpus=gpus,
+            num_cpus=cfg.ray.num_cpus,
             runtime_env=self.runtime_env,
             max_restarts=MAX_RESTARTS,
             max_task_retries=MAX_RESTARTS,
         )
-        need = cfg.ray.num_replicas * cfg.vllm.tensor_parallel_size
-        have = ray.cluster_resources().get("GPU", 0)
-        if have < need:
-            log.warning("engine.ray: %d replicas x %d GPUs need %d GPUs, the Ray cluster has %g: the replicas "
-                        "wait until nodes with GPUs join", cfg.ray.num_replicas, cfg.vllm.tensor_parallel_size,
-                        need, have)
-        engine_cls, cwd = _replica_engine(), os.getcwd()
-        self.replicas = [actor.remote(engine_cls, self.model_dir, cfg, cwd) for _ in range(cfg.ray.num_replicas)]
+        n = cfg.ray.num_replicas
+        for resource, each in (("GPU", gpus), ("CPU", cfg.ray.num_cpus)):
+            if each and have.get(resource, 0) < n * each:
+                log.warning("engine.ray: %d %s replicas x %g %ss need %g %ss, the Ray cluster has %g: the "
+                            "replicas wait until nodes with them join", n, self.kind, each, resource, n * each,
+                            resource, have.get(resource, 0))
+        log.info("engine.ray: %d %s replicas, %g CPUs and %g GPUs each", n, self.kind, cfg.ray.num_cpus, gpus)
+        engine_cls, cwd = _replica_engine(self.kind), os.getcwd()
+        self.replicas = [actor.remote(engine_cls, self.model_dir, replica_cfg, cwd) for _ in range(n)]
         try:
             errors = ray.get([r.ready.remote() for r in self.replicas])
         except ray.exceptions.RayError as e:
@@ -192,7 +237,12 @@ class RayEngine(Engine):
                              {"assistant_prefix": assistant_prefix, "desc": desc}, desc=desc)
 
     def close(self) -> None:
-        """Stop the replicas: their GPUs are free for the next engine a stage opens."""
-        for replica in self.replicas:
+        """Close each replica's engine, then stop the replicas: their GPUs and CPUs are free for the next
+        engine a stage opens. A replica that does not answer in CLOSE_TIMEOUT seconds is killed as it is."""
+        replicas, self.replicas = self.replicas, []
+        # not retried: the actor's own exit is what ends the call
+        closing = [r.close.options(max_task_retries=0).remote() for r in replicas if r not in self.dead]
+        if closing:
+            self._ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT)
+        for replica in replicas:  # one that has exited is not affected
             self._ray.kill(replica)
-        self.replicas = []

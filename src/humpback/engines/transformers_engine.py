@@ -1,7 +1,9 @@
 """transformers backend: batched, left-padded generation and next-token scoring on CPU or one GPU.
 
 Prompts are sorted by length so each batch pads little; answers come back in request order.
-Sampling is seeded per call and per batch, so a rerun on the same machine gives the same text.
+Sampling draws from one random stream per request, seeded by the call's seed and the request's
+place in the call (as the vllm backend seeds it), so a rerun on the same machine gives the same
+text whatever the batch size, and replicas that each take part of a call sample as one engine would.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.prompting import choice_plan, logsumexp
+from humpback.engines.vllm_engine import request_seed
 from humpback.hardware import cpu_has_bf16, cpu_threads
 from humpback.models import load_model, load_tokenizer, resolve
 from humpback.rendering import encode
@@ -50,6 +53,29 @@ def shared_prefix_length(ids: list[list[int]], minimum: int = 32) -> int:
     for other in ids[1:]:
         n = next((k for k in range(n) if other[k] != first[k]), n)
     return n if n >= minimum else 0
+
+
+class PerRequestSampler:
+    """A logits processor that does nucleus sampling itself, each row with its own torch.Generator,
+    and leaves only the drawn token for greedy decoding to pick: transformers' own sampling draws a
+    whole batch from the global generator, so a request's sample would depend on its batch."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device):
+        import torch
+
+        self.torch, self.temperature, self.top_p = torch, temperature, top_p
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        torch = self.torch
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            # the smallest set of most likely tokens whose mass reaches top_p (the first always stays)
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            outside = (sorted_p.cumsum(-1) - sorted_p) >= self.top_p
+            probs = probs.masked_fill(outside.scatter(-1, order, outside), 0.0)
+        picks = torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, self.generators, strict=True)])
+        return torch.full_like(scores, -math.inf).scatter_(-1, picks[:, None], 0.0)
 
 
 class TransformersEngine(Engine):
@@ -104,28 +130,35 @@ class TransformersEngine(Engine):
     # -- Engine ----------------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
-        from transformers import GenerationConfig
+        return self.generate_at(requests, sampling, range(len(requests)), desc=desc)
+
+    def generate_at(self, requests: Sequence[Messages], sampling: Sampling, positions: Sequence[int], *,
+                    desc: str = "generate") -> list[str]:
+        """`generate`, where request k is request `positions[k]` of the whole call: its seed follows its
+        place in the call, so a replica's share samples as it would in one engine."""
+        from transformers import GenerationConfig, LogitsProcessorList
 
         torch = self._torch
         budget = self._budget(sampling.max_new_tokens)
         ids = [encode(self.tok, m, max_tokens=budget) for m in requests]
-        sample = sampling.temperature > 0
+        # sampling is done by PerRequestSampler; transformers then decodes greedily what it drew
         gen = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
-            do_sample=sample,
-            temperature=sampling.temperature if sample else None,
-            top_p=sampling.top_p if sample else None,
+            do_sample=False,
             top_k=None,  # nucleus sampling only, as in the paper
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
         )
         out: list[str] = [""] * len(requests)
-        torch.manual_seed(sampling.seed)
         with torch.inference_mode(), tqdm(total=len(requests), desc=desc, unit="prompt") as bar:
-            for b, idx in enumerate(self._batches(ids)):
-                torch.manual_seed(sampling.seed * 100_003 + b)  # each batch's draws independent of the others'
+            for idx in self._batches(ids):
                 input_ids, mask = self._pad([ids[i] for i in idx])
-                seqs = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=gen)
+                processors = LogitsProcessorList()
+                if sampling.temperature > 0:
+                    seeds = [request_seed(sampling.seed, positions[i]) for i in idx]
+                    processors.append(PerRequestSampler(seeds, sampling.temperature, sampling.top_p, input_ids.device))
+                seqs = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=gen,
+                                           logits_processor=processors)
                 new = seqs[:, input_ids.shape[1] :].tolist()
                 for i, toks in zip(idx, new, strict=True):
                     out[i] = self.tok.decode(toks, skip_special_tokens=True).strip()

@@ -93,14 +93,20 @@ def run(base: str | None = None, n_prompts: int = 32, new_tokens: int = 64, batc
     return results
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def workload_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every generation bench shares: the model, the prompts, their length, the batch."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--base", default=None)
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--attention", default="sdpa,eager", help="comma-separated attention implementations")
     p.add_argument("--dtype", default="auto")
+    return p
+
+
+def main() -> None:
+    p = workload_parser(__doc__)
+    p.add_argument("--attention", default="sdpa,eager", help="comma-separated attention implementations")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = the engine default (every core)")
     a = p.parse_args()
     run(a.base, a.prompts, a.new_tokens, a.batch, tuple(a.attention.split(",")), a.dtype, a.threads)

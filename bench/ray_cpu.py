@@ -13,13 +13,12 @@ temporary folder first. Returns {"transformers": {...}, "transformers_1_thread":
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from generation import _reply_tokens, prompts  # a sibling bench script: bench/ is on sys.path
+from generation import _reply_tokens, prompts, workload_parser  # a sibling bench script: bench/ is on sys.path
 
 from humpback.engines.base import Sampling
 from humpback.engines.config import EngineConfig, RayConfig
@@ -92,13 +91,8 @@ def run(base: str | None = None, n_prompts: int = 32, new_tokens: int = 64, batc
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--base", default=None)
-    p.add_argument("--prompts", type=int, default=32)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
+    p = workload_parser(__doc__)
     p.add_argument("--replicas", type=int, default=2)
-    p.add_argument("--dtype", default="auto")
     a = p.parse_args()
     run(a.base, a.prompts, a.new_tokens, a.batch, a.replicas, a.dtype)
 

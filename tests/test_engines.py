@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 
@@ -37,17 +38,23 @@ def engine(tiny_model_dir):
         yield e
 
 
+@contextlib.contextmanager
+def _batch_size(engine, n: int):
+    old, engine.cfg.batch_size = engine.cfg.batch_size, n
+    try:
+        yield
+    finally:
+        engine.cfg.batch_size = old
+
+
 def test_generate_keeps_request_order_and_matches_one_at_a_time(engine):
     reqs = _requests()
     batched = engine.generate(reqs, GREEDY)
     assert len(batched) == len(reqs) and all(isinstance(t, str) and t for t in batched)
     assert engine.generate(reqs[::-1], GREEDY) == batched[::-1]
     # left padding with position ids from the mask: each answer is what the prompt alone gives
-    engine.cfg.batch_size = 1
-    try:
+    with _batch_size(engine, 1):
         single = engine.generate(reqs, GREEDY)
-    finally:
-        engine.cfg.batch_size = 3
     assert single == batched
 
 
@@ -80,11 +87,8 @@ def test_samples_follow_each_request_not_its_batch(engine):
     s = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=8, seed=7)
     whole = engine.generate(reqs, s)
     assert len(set(whole)) == len(reqs)
-    engine.cfg.batch_size = 1
-    try:
+    with _batch_size(engine, 1):
         single = engine.generate(reqs, s)
-    finally:
-        engine.cfg.batch_size = 3
     assert single == whole
     # part of a call, as a Ray replica gets it: each request samples as it did in the whole call
     assert engine.generate_at(reqs[4:], s, range(4, 7)) == whole[4:]

@@ -87,7 +87,7 @@ def _run(cmd: rc.Command, ws: Path, timeout: int) -> None:
     proc = subprocess.run(["bash", "-c", cmd.text], cwd=ws, capture_output=True, text=True, timeout=timeout,
                           env=GIT_ENV)
     assert proc.returncode == 0, f"{cmd} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}"
-    if re.fullmatch(r"(humpback ablations run .*--queue.*|dvc queue start.*)", cmd.text):
+    if re.fullmatch(r"dvc queue start.*", cmd.text):  # queueing alone runs nothing: wait once a worker starts
         _wait_for_queue(ws, GIT_ENV, timeout)
 
 

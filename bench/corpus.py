@@ -42,8 +42,20 @@ def worker(corpus: str, out_dir: str) -> dict:
         "seconds": round(wall, 2),
         "cpu_seconds": timings["cpu_seconds"],
         "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),  # imports included
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "peak_rss_mb": _peak_rss_mb(usage),
     }
+
+
+def _peak_rss_mb(usage) -> float:
+    """This process's peak RSS. ru_maxrss carries over the parent's peak through fork and exec (a bench
+    process that loaded models first reported 9 GB here); VmHWM belongs to the new address space."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
 
 
 def measure(n_segments: int, tmp: Path, seed: int = 0) -> dict:

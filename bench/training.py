@@ -117,6 +117,9 @@ def run(base: str | None = None, steps: int = 3, batch: int = 4, max_seq_len: in
         for kind in kinds:
             data = batches(base, kind, steps + 1, batch, max_seq_len)
             results[kind] = {}
+            # The first pass over new shapes builds oneDNN kernels (seconds each): measured, that
+            # made whichever setting ran first 2x slower. One untimed LoRA run over the batches first.
+            bench_one(base, *SETTINGS["lora+bf16 all" if use_bf16("auto") else "lora+fp32 all"], data)
             for name in settings or list(SETTINGS):
                 mode, bf16, positions = SETTINGS[name]
                 if bf16 and not use_bf16("auto"):

@@ -40,23 +40,25 @@ SETTINGS = {  # name -> (mode, bf16, loss positions)
 }
 
 
-def batches(base: str, kind: str, n: int, batch: int, max_seq_len: int) -> list[dict]:
-    """`n` micro-batches of the seed pairs as `kind` trains on them, each of similar lengths."""
+def seed_examples(base: str, kind: str, max_seq_len: int) -> tuple:
+    """(tokenizer, the seed pairs as `kind` trains on them, tokenized at max_seq_len)."""
     seed = pl.read_ndjson(SEED).select("instruction", "output")
     tokenizer = load_tokenizer(resolve(base))
     tokenized, _ = tokenize_all(tokenizer, build_examples(kind, PromptsConfig(), seed), max_seq_len)
-    tokenized.sort(key=lambda t: len(t.input_ids))
+    return tokenizer, tokenized
+
+
+def batches(tokenizer, tokenized: list, n: int, batch: int) -> list[dict]:
+    """`n` micro-batches of `tokenized`, each of similar lengths, spread over the length range."""
+    tokenized = sorted(tokenized, key=lambda t: len(t.input_ids))
     collate = Collator(tokenizer.pad_token_id)
-    step = max(1, (len(tokenized) - batch) // max(1, n - 1))  # spread over the length range
+    step = max(1, (len(tokenized) - batch) // max(1, n - 1))
     return [collate(tokenized[i * step: i * step + batch]) for i in range(n)]
 
 
-def padding_share(base: str, kind: str, max_seq_len: int, micro: int, effective: int, seed: int = 0) -> dict:
+def padding_share(lengths: list[int], micro: int, effective: int, seed: int = 0) -> dict:
     """The share of padded positions over one epoch of micro-batches, in the order the Trainer's
     length-grouped sampler draws them and in plain random order: what packing could save at most."""
-    seed_pairs = pl.read_ndjson(SEED).select("instruction", "output")
-    tokenized, _ = tokenize_all(load_tokenizer(resolve(base)), build_examples(kind, PromptsConfig(), seed_pairs), max_seq_len)
-    lengths = [len(t.input_ids) for t in tokenized]
     generator = torch.Generator().manual_seed(seed)
     orders = {"grouped": list(LengthGroupedSampler(effective, lengths=lengths, generator=generator)),
               "random": torch.randperm(len(lengths), generator=generator).tolist()}
@@ -112,10 +114,12 @@ def run(base: str | None = None, steps: int = 3, batch: int = 4, max_seq_len: in
         else:
             base = resolve(base).base
         cfg = TrainConfig()
-        results["padding"] = {kind: padding_share(base, kind, max_seq_len, cfg.per_device_batch_size,
-                                                  cfg.small_data_batch_size) for kind in kinds}
+        results["padding"] = {}
         for kind in kinds:
-            data = batches(base, kind, steps + 1, batch, max_seq_len)
+            tokenizer, tokenized = seed_examples(base, kind, max_seq_len)
+            results["padding"][kind] = padding_share([len(t.input_ids) for t in tokenized],
+                                                     cfg.per_device_batch_size, cfg.small_data_batch_size)
+            data = batches(tokenizer, tokenized, steps + 1, batch)
             results[kind] = {}
             # The first pass over new shapes builds oneDNN kernels (seconds each): measured, that
             # made whichever setting ran first 2x slower. One untimed LoRA run over the batches first.

@@ -3,6 +3,7 @@ or every pair (no curation); optionally a random subsample of N of them (data sc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -65,6 +66,49 @@ def _subsample(kept: pl.DataFrame, cfg: SelectConfig, source: str, n: int) -> pl
         )
     rows = np.random.default_rng(cfg.seed).choice(kept.height, size=cfg.sample, replace=False)
     return kept[np.sort(rows)]
+
+
+# Why select keeps or drops a scored row (explain): one code per rule of `select`, in the order it applies them.
+KEPT, UNPARSED, BELOW_THRESHOLD, BEYOND_CAP, NOT_SAMPLED = "kept", "unparsed", "below_threshold", "beyond_cap", "not_sampled"
+
+
+def explain(scored: pl.DataFrame, cfg: SelectConfig, *, source: str = "scores") -> pl.DataFrame:
+    """Every row of `scored` with the verdict `select` gives it under `cfg` and the rule behind it:
+    columns segment_id, kept (bool), reason (KEPT, UNPARSED, BELOW_THRESHOLD, BEYOND_CAP or NOT_SAMPLED)
+    and detail (the numbers of that rule). It runs the same `_curate` and `_subsample`, so its kept
+    rows are exactly select's."""
+    if scored["segment_id"].is_duplicated().any():
+        raise InputError(source, "duplicate segment_id: a row's verdict would be ambiguous")
+    cfg = dataclasses.replace(cfg, allow_empty=True)  # select refused an empty result already; here it is a verdict
+    passed = _curate(scored, cfg, source) if cfg.curate else scored
+    final = _subsample(passed, cfg, source, scored.height) if cfg.sample > 0 else passed
+    score = pl.col("score").cast(pl.Float64).fill_nan(None)
+    n_valid = scored["score"].cast(pl.Float64).fill_nan(None).drop_nulls().len()
+    caps = [f"max_examples {cfg.max_examples}"] if cfg.max_examples > 0 else []
+    if cfg.top_share > 0:
+        caps.append(f"top_share {cfg.top_share:g} of {n_valid} scored = {math.ceil(cfg.top_share * n_valid)}")
+    kept_detail = (f"score >= threshold {cfg.threshold:g}" + (f" and among the best ({', '.join(caps)})" if caps else "")
+                   if cfg.curate else "select.curate is false: every candidate kept")
+    if cfg.sample > 0:
+        kept_detail += f"; drawn in the random sample of {cfg.sample} (seed {cfg.seed})"
+    in_final = pl.col("segment_id").is_in(final["segment_id"].implode())
+    in_passed = pl.col("segment_id").is_in(passed["segment_id"].implode())
+    return scored.select(
+        pl.col("segment_id"),
+        in_final.alias("kept"),
+        pl.when(in_final).then(pl.lit(KEPT))
+        .when(in_passed).then(pl.lit(NOT_SAMPLED))
+        .when(score.is_null()).then(pl.lit(UNPARSED))
+        .when(score < cfg.threshold).then(pl.lit(BELOW_THRESHOLD))
+        .otherwise(pl.lit(BEYOND_CAP)).alias("reason"),
+    ).with_columns(pl.col("reason").replace_strict({
+        KEPT: kept_detail,
+        NOT_SAMPLED: f"passed the threshold and caps but not drawn in the random sample of {cfg.sample} "
+                     f"(seed {cfg.seed}) out of {passed.height}",
+        UNPARSED: "no rating parsed: an unscored row is never kept",
+        BELOW_THRESHOLD: f"score < threshold {cfg.threshold:g}",
+        BEYOND_CAP: f"score >= threshold {cfg.threshold:g} but not among the best ({', '.join(caps)})",
+    }, return_dtype=pl.String).alias("detail"))
 
 
 def _score_fault(value) -> str | None:

@@ -1,4 +1,6 @@
-"""The report: DVC plot data under metrics/plots/, one PNG and one HTML page under metrics/report/.
+"""The report: DVC plot data under metrics/plots/, one PNG and one HTML page under metrics/report/,
+and beside them the candidate browser (candidates.html, humpback.evaluation.candidates_page) where
+the augment and score tables are given.
 
 Every input belongs to a configured model (eval.models) or iteration (`iterations`): a missing one
 is an error, since the report would otherwise silently show less than the pipeline ran. Beside
@@ -19,6 +21,7 @@ import polars as pl
 
 from humpback.config import inside
 from humpback.errors import InputError
+from humpback.evaluation.candidates_page import PAGE, CandidatePaths, build_candidates_page
 from humpback.evaluation.curation_quality import load_labels, read_kept, selection_quality
 from humpback.io import atomic_path, write_json, write_text
 from humpback.readers import read_json, read_table
@@ -37,6 +40,11 @@ class ReportPaths:
     plots: Path
     report: Path
     curation_quality: Path
+    # the candidate browser's inputs (all three or none): data/augmented/candidates.parquet,
+    # data/augmented/rejected.parquet and the directory of <iteration>.parquet scores
+    candidates: Path | None = None
+    rejected: Path | None = None
+    scored: Path | None = None
 
 
 JUDGE_CHECK = "judge_check.json"
@@ -309,7 +317,7 @@ def _check_row(stats: dict) -> dict:
     return {k: stats.get(k) for k in ("discrimination", "order_consistency", "first_slot_rate", "n")}
 
 
-def render_html(data: ReportData, path: Path, png_name: str) -> None:
+def render_html(data: ReportData, path: Path, png_name: str, candidates_page: str | None = None) -> None:
     quality = [{"iteration": it, **q} for it, q in data.quality.get("iterations", {}).items()]
     warning = judge_warning(data.judge_check)
     warning_html = f'<p class="warning">{html.escape(warning)}</p>' if warning else ""
@@ -317,6 +325,9 @@ def render_html(data: ReportData, path: Path, png_name: str) -> None:
     check_html = "<p>not run</p>" if check is None else _table(
         [{"degradation": "all", **_check_row(check)}]
         + [{"degradation": k, **_check_row(v)} for k, v in (check.get("by_degradation") or {}).items()])
+    browse_html = (f'<p><a href="{html.escape(candidates_page)}">Browse the candidate pairs</a>: each generated '
+                   "instruction with its segment, scores and select's verdict, filterable and sortable.</p>"
+                   if candidates_page else "")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>humpback report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
@@ -324,6 +335,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
 .warning{{color:#8b0000;font-weight:bold}}</style></head>
 <body><h1>humpback evaluation report</h1>
 {warning_html}
+{browse_html}
 <img src="{html.escape(png_name)}" alt="win rates, curation scores, kept data, lengths, paired comparisons, held-out NLL" style="max-width:100%">
 <h2>Win rates</h2>{_table(data.win_rates)}
 <h2>Judge check</h2>{check_html}
@@ -338,9 +350,16 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
 
 
 def build_report(models: list[str], iterations: list[str], paths: ReportPaths, **label_opts) -> ReportData:
+    browser = (paths.candidates, paths.rejected, paths.scored)
+    if any(p is None for p in browser) and any(p is not None for p in browser):
+        raise ValueError("the candidate browser needs all of candidates, rejected and scored, or none")
     data = collect(models, iterations, paths, **label_opts)
     write_plot_data(data, paths.plots)
     render_png(data, paths.report / "report.png")
-    render_html(data, paths.report / "index.html", "report.png")
+    if paths.candidates is not None:
+        build_candidates_page(iterations, CandidatePaths(
+            candidates=paths.candidates, rejected=paths.rejected, scored=paths.scored, curated=paths.curated,
+            curation_metrics=paths.curation_metrics), paths.report / PAGE)
+    render_html(data, paths.report / "index.html", "report.png", PAGE if paths.candidates is not None else None)
     write_json(data.quality, paths.curation_quality)
     return data

@@ -33,13 +33,25 @@ def make_inputs(root: Path, models=("base", "m0", "it1", "it2"), iterations=("it
         p = root / "metrics/curation" / f"{it}.json"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps({"histogram": {"1": 10, "2": 5, "3": 8, "4": 12 - k, "5": 4 + k, "unparsed": 1},
-                                 "n": 40, "kept": 16, "threshold": 4.0}))
+                                 "n": 40, "kept": 16, "threshold": 4.0, "curate": True, "max_examples": 0,
+                                 "top_share": 0, "sample": 0, "sample_seed": 0}))
         (root / "metrics/scores").mkdir(parents=True, exist_ok=True)
         (root / "metrics/scores" / f"{it}.json").write_text(json.dumps({"mean": 3.25 + k, "n": 40}))
         (root / "data/curated").mkdir(parents=True, exist_ok=True)
         pl.DataFrame({"instruction": ["q" * 30] * 3, "output": ["o" * (800 + 100 * k)] * 3,
                       "segment_id": [f"s{j}" for j in range(k, k + 3)], "score": [5.0, 4.0, 4.0]}).write_parquet(
             root / "data/curated" / f"{it}.parquet")
+        # the scored candidates those settings keep exactly the curated rows of (the candidate browser checks)
+        (root / "data/scores").mkdir(parents=True, exist_ok=True)
+        pl.DataFrame({"segment_id": [f"s{j}" for j in range(5)], "instruction": ["q" * 30] * 5, "output": ["o" * 80] * 5,
+                      "score": [[5.0, 4.0, 4.0, 2.0, None], [3.0, 5.0, 4.0, 4.0, 1.0]][k]}).write_parquet(
+            root / "data/scores" / f"{it}.parquet")
+    (root / "data/augmented").mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"segment_id": [f"s{j}" for j in range(5)], "instruction": ["q" * 30] * 5,
+                  "output": ["o" * 80] * 5}).write_parquet(root / "data/augmented/candidates.parquet")
+    pl.DataFrame({"segment_id": ["r0"], "instruction": ["Response:"], "raw_instruction": ["Response:"],
+                  "output": ["o" * 80], "reason": ["too_short"], "detail": [None]}).write_parquet(
+        root / "data/augmented/rejected.parquet")
 
 
 def test_report_writes_plots_png_and_html(tmp_path):
@@ -59,6 +71,7 @@ def test_report_writes_plots_png_and_html(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     page = (tmp_path / "metrics/report/index.html").read_text()
     assert 'src="report.png"' in page and "<td>it2</td>" in page and "not configured" in page
+    assert "candidates.html" not in page and not (tmp_path / "metrics/report/candidates.html").exists()
     assert json.loads(paths.curation_quality.read_text()) == {"labels": None, "iterations": {}}
     assert data.quality["labels"] is None
 
@@ -87,6 +100,10 @@ def test_report_stage_with_curation_labels(tmp_path, monkeypatch):
     # it2 keeps s1 s2 s3: good s2 s3
     assert q["iterations"]["it2"]["true_positives"] == 2
     assert Path("metrics/report/report.png").is_file()
+    # the candidate browser, linked from the report: s4 unparsed in it1, r0 rejected at augment
+    assert 'href="candidates.html"' in Path("metrics/report/index.html").read_text()
+    browser = Path("metrics/report/candidates.html").read_text()
+    assert '"id":"s4"' in browser and '"unparsed"' in browser and '"aug":["too_short",null]' in browser
     # the stage writes the headline rows dvc metrics show displays: each model's, with its iteration's counts
     head = {p.stem: json.loads(p.read_text()) for p in Path("metrics/headline").iterdir()}
     assert set(head) == {"base", "m0", "it1", "it2", "judge"}

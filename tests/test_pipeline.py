@@ -67,6 +67,8 @@ def test_full_dag_produces_every_artifact(workspace):
     assert lc["models"]["base"]["lc_win_rate"] == pytest.approx(50, abs=0.5)
     assert pl.read_parquet(ws / "data/prepared/heldout.parquet").height == 16
     assert (ws / "metrics/report/report.png").stat().st_size > 10_000
+    # the candidate browser holds every candidate of the tiny run (far below its caps)
+    assert "every row is shown" in (ws / "metrics/report/candidates.html").read_text()
     # the LoRA models are adapters over models/base, not copies of it
     assert (ws / "models/it2/adapter_config.json").is_file()
     assert not list((ws / "models/it2").glob("optimizer*"))

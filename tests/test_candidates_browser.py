@@ -105,6 +105,7 @@ def test_screenshot(page):
     b, path, _ = page
     _reset(b, path)
     b.click("#rows summary")
+    b.eval("window.scrollTo(0, 0)")
     shot = path.with_suffix(".png")
     b.screenshot(shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000

@@ -9,8 +9,10 @@ pipeline sees. Nothing is trained or generated; an endpoint gets one listing and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import os
 import time
 from collections.abc import Callable
@@ -542,7 +544,8 @@ def _probe_logprobs(ep: Endpoint, doc: Doctor) -> tuple[str, str]:
     cfg = dataclasses.replace(ep.cfg, max_retries=0, timeout=min(PROBE_TIMEOUT * 2, ep.cfg.timeout), concurrency=1)
     fallback = "scoring falls back to generate mode" if ep.who == "engine" else "judged from text"
     try:
-        with OpenAIEngine(cfg, model=model) as engine:
+        # the engine's progress bar would break the one-screen table
+        with OpenAIEngine(cfg, model=model) as engine, contextlib.redirect_stderr(io.StringIO()):
             (got,) = engine.choice_logprobs([msgs], choices, assistant_prefix=prefix, desc="doctor probe")
     except LogprobsUnsupported:
         return (FAIL if ep.required else WARN), f"{model}: no logprobs in the reply; {ep.need_logprobs} " + \

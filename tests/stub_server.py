@@ -11,13 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class StubServer:
     """Answers the n-th POST with `respond(body, n)` -> (status, payload, headers); a payload is bytes
-    or JSON-able. ("sleep", seconds, _) waits that long, then answers 200 with `late` (timeout tests)."""
+    or JSON-able. ("sleep", seconds, _) waits that long, then answers 200 with `late` (timeout tests).
+    A GET of .../models lists `models` (OpenAI's model list); None answers it 404, as some servers do."""
 
-    def __init__(self, respond: Callable, late: object = b"{}"):
-        self.respond, self.late = respond, late
+    def __init__(self, respond: Callable, late: object = b"{}", models: list[str] | None = None):
+        self.respond, self.late, self.models = respond, late, models
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         self.paths: list[str] = []
+        self.gets: list[tuple[str, dict]] = []  # (path, headers) of each GET, apart from the POSTs above
         self.lock = threading.Lock()
         outer = self
 
@@ -43,6 +45,17 @@ class StubServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up first (a timeout test)
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                with outer.lock:
+                    outer.gets.append((self.path, dict(self.headers)))
+                found = self.path.endswith("/models") and outer.models is not None
+                data = json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in outer.models]}
+                                  if found else {"error": "not found"}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args):
                 pass

@@ -21,6 +21,24 @@ def _check_params(args: argparse.Namespace) -> None:
     print(f"{args.params}: ok ({len(sections)} sections: {', '.join(sections)})")
 
 
+def _doctor(args: argparse.Namespace) -> None:
+    """One line per check; exit status 1 when one failed, 2 when the params file does not validate."""
+    import time
+
+    from humpback import doctor
+    from humpback.config import ParamsError
+
+    start = time.perf_counter()
+    try:
+        findings = doctor.run_checks(args.params)
+    except ParamsError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+    doctor.show(findings, seconds=time.perf_counter() - start)
+    raise SystemExit(doctor.exit_code(findings))
+
+
 def _preset(args: argparse.Namespace) -> None:
     from humpback.config import apply_preset
 
@@ -79,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("check-params", help="validate every section of a params file")
     p.add_argument("params", nargs="?", default="params.yaml")
     p.set_defaults(fn=_check_params)
+    p = sub.add_parser("doctor", help="check a params file and the models it names before a long run")
+    p.add_argument("params", nargs="?", default="params.yaml")
+    p.set_defaults(fn=_doctor)
     p = sub.add_parser("preset", help="overlay a preset (a partial params file) onto params.yaml")
     p.add_argument("preset", help="e.g. configs/tiny.yaml or configs/paper.yaml")
     p.add_argument("--params", default="params.yaml")

@@ -165,15 +165,21 @@ def convert_embedded(out: Path, dtype: str = "bfloat16") -> None:
     tok.save_pretrained(out)
 
 
-def build_tiny(out: Path, cfg: TinyConfig) -> None:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def tiny_tokenizer(cfg: TinyConfig):
+    """The tiny model's tokenizer: the embedded one, or with `chat: false` a pretrained-style one."""
     tok = load_embedded_tokenizer()
     if not cfg.chat:
         tok.chat_template = None
         tok.pad_token = None
         tok.bos_token = tok.eos_token = "<|endoftext|>"
+    return tok
+
+
+def build_tiny(out: Path, cfg: TinyConfig) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_tokenizer(cfg)
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=cfg.hidden_size,

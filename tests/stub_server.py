@@ -16,7 +16,7 @@ class StubServer:
     def __init__(self, respond: Callable, late: object = b"{}"):
         self.respond, self.late = respond, late
         self.bodies: list[dict] = []
-        self.headers: list[dict] = []
+        self.headers: list = []  # each request's headers, looked up by name in any case as HTTP has it
         self.paths: list[str] = []
         self.lock = threading.Lock()
         outer = self
@@ -26,7 +26,7 @@ class StubServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.bodies.append(body)
-                    outer.headers.append(dict(self.headers))
+                    outer.headers.append(self.headers)
                     outer.paths.append(self.path)
                     n = len(outer.bodies)
                 status, payload, headers = outer.respond(body, n)

@@ -135,6 +135,13 @@ def test_garbage_json_is_a_clear_error_without_retries(serve):
     shape = serve(lambda body, n: (200, {"choices": []}, {}))
     with make(shape) as e, pytest.raises(EngineError, match="unexpected reply shape"):
         e.generate([chat("hi")], Sampling())
+    broken = serve(lambda body, n: (200, b'{"choices": [', {"Content-Type": "application/json"}))
+    with make(broken) as e, pytest.raises(EngineError, match=r"HTTP 200 but the body is not JSON \(Expecting"):
+        e.generate([chat("hi")], Sampling())
+    assert len(broken.bodies) == 1
+    listed = serve(lambda body, n: (200, b"[1, 2]", {}))
+    with make(listed) as e, pytest.raises(EngineError, match=r"the body is not a JSON object: '\[1, 2\]'"):
+        e.generate([chat("hi")], Sampling())
 
 
 def test_other_4xx_fail_at_once(serve):

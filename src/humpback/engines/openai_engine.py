@@ -207,8 +207,12 @@ class OpenAIEngine(Engine):
             reply = create(**kwargs, extra_headers=self._headers)
         except openai.APIError as e:
             raise self._failure(e) from None
-        if not isinstance(reply, ChatCompletion | Completion):  # the client hands back a body it cannot decode as is
+        except json.JSONDecodeError as e:  # a body that says it is JSON and is not
+            raise EngineError(f"{self.shown_url}: HTTP 200 but the body is not JSON ({e})") from None
+        if isinstance(reply, str):  # the client hands back a body it cannot decode as it is
             raise EngineError(f"{self.shown_url}: HTTP 200 but the body is not JSON: {_one_line(reply, 200)!r}")
+        if not isinstance(reply, ChatCompletion | Completion):
+            raise EngineError(f"{self.shown_url}: HTTP 200 but the body is not a JSON object: {_one_line(reply, 200)!r}")
         usage = reply.usage
         with self._lock:
             self.usage["requests"] += 1
@@ -226,7 +230,7 @@ class OpenAIEngine(Engine):
             try:
                 self._memo[key] = parse(reply)
             except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
-                shape = _one_line(reply.model_dump_json(exclude_unset=True), 200)
+                shape = _one_line(reply.model_dump_json(exclude_unset=True, warnings=False), 200)
                 raise EngineError(f"{self.shown_url}: unexpected reply shape ({type(e).__name__}: {e}): {shape}") from None
         return self._memo[key]
 

@@ -17,7 +17,7 @@ class StubServer:
     def __init__(self, respond: Callable, late: object = b"{}", models: list[str] | None = None):
         self.respond, self.late, self.models = respond, late, models
         self.bodies: list[dict] = []
-        self.headers: list[dict] = []
+        self.headers: list = []  # each request's headers, looked up by name in any case as HTTP has it
         self.paths: list[str] = []
         self.gets: list[tuple[str, dict]] = []  # (path, headers) of each GET, apart from the POSTs above
         self.lock = threading.Lock()
@@ -28,7 +28,7 @@ class StubServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.bodies.append(body)
-                    outer.headers.append(dict(self.headers))
+                    outer.headers.append(self.headers)
                     outer.paths.append(self.path)
                     n = len(outer.bodies)
                 status, payload, headers = outer.respond(body, n)

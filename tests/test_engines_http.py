@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
+import socket
 import threading
+import time
 
 import pytest
 from stub_server import StubServer
 
 from humpback.engines.base import EngineError, Sampling
 from humpback.engines.config import OpenAIConfig
-from humpback.engines.openai_engine import LogprobsUnsupported, OpenAIEngine
+from humpback.engines.openai_engine import LogprobsUnsupported, OpenAIEngine, PromptTooLong, RequestRejected
 from humpback.prompts import chat
 
 
@@ -132,6 +135,13 @@ def test_garbage_json_is_a_clear_error_without_retries(serve):
     shape = serve(lambda body, n: (200, {"choices": []}, {}))
     with make(shape) as e, pytest.raises(EngineError, match="unexpected reply shape"):
         e.generate([chat("hi")], Sampling())
+    broken = serve(lambda body, n: (200, b'{"choices": [', {"Content-Type": "application/json"}))
+    with make(broken) as e, pytest.raises(EngineError, match=r"HTTP 200 but the body is not JSON \(Expecting"):
+        e.generate([chat("hi")], Sampling())
+    assert len(broken.bodies) == 1
+    listed = serve(lambda body, n: (200, b"[1, 2]", {}))
+    with make(listed) as e, pytest.raises(EngineError, match=r"the body is not a JSON object: '\[1, 2\]'"):
+        e.generate([chat("hi")], Sampling())
 
 
 def test_other_4xx_fail_at_once(serve):
@@ -222,3 +232,138 @@ def test_completions_api_renders_with_the_model_directorys_tokenizer(serve, tmp_
         e.generate([long], Sampling(max_new_tokens=3))
     sent = server.bodies[-1]["prompt"]
     assert "the request" in sent and CUT_MARK in sent and len(tok(sent, add_special_tokens=False)["input_ids"]) <= 49
+
+
+# -- the openai client: usage, retries, errors ----------------------------------------------------
+
+
+def counted(text: str, prompt: int, completion: int) -> dict:
+    return {**reply(text), "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                     "total_tokens": prompt + completion}}
+
+
+def test_usage_totals_every_answered_request(serve):
+    def respond(body, n):
+        content = body["messages"][-1]["content"]
+        if content == "silent":  # a server that reports no usage
+            return 200, reply("ok"), {}
+        return 200, counted("ok", prompt=len(content), completion=2), {}
+
+    server = serve(respond)
+    reqs = [chat("a" * k) for k in (1, 2, 3, 4)] + [chat("silent")]
+    with make(server, concurrency=3) as e:
+        assert e.usage == {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0, "requests_without_usage": 0}
+        e.generate(reqs, Sampling())
+        assert e.usage == {"prompt_tokens": 10, "completion_tokens": 8, "requests": 5, "requests_without_usage": 1}
+        e.generate(reqs[:2], Sampling())  # answered before: nothing sent, nothing added
+        assert e.usage["requests"] == 5 and len(server.bodies) == 5
+        e.generate([chat("bbb")], Sampling(seed=9))
+    assert e.usage == {"prompt_tokens": 13, "completion_tokens": 10, "requests": 6, "requests_without_usage": 1}
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_retryable_statuses_are_retried_until_the_server_answers(serve, status):
+    server = serve(lambda body, n: (status, {"error": {"message": "busy"}}, {}) if n <= 2 else echo(body, n))
+    start = time.monotonic()
+    with make(server, max_retries=3, backoff=0.01) as e:
+        assert e.generate([chat("hi")], Sampling()) == ["echo: hi"]
+        assert e.usage["requests"] == 1
+    assert len(server.bodies) == 3
+    # engine.openai.backoff sets the first wait: two retries at 0.01 s, where the client's own 0.5 s would take >1 s
+    assert time.monotonic() - start < 0.6
+
+
+def test_a_servers_retry_after_is_honoured_over_backoff(serve):
+    server = serve(lambda body, n: (429, b"{}", {"Retry-After": "0.4"}) if n == 1 else echo(body, n))
+    start = time.monotonic()
+    with make(server, max_retries=1, backoff=0.01) as e:
+        assert e.generate([chat("hi")], Sampling()) == ["echo: hi"]
+    assert time.monotonic() - start >= 0.4 and len(server.bodies) == 2
+
+
+@pytest.mark.parametrize("status,body,kind,needle", [
+    (400, {"error": {"message": "unknown field"}}, RequestRejected, r"HTTP 400: .*unknown field"),
+    (400, {"object": "error", "message": "This model's maximum context length is 2048 tokens. However, you "
+           "requested 4000 tokens"}, PromptTooLong, r"HTTP 400: the prompt is longer than model 'judge' takes"),
+    (401, {"error": {"message": "invalid api key"}}, EngineError, r"HTTP 401: the endpoint refused the key in "
+                                                                  r"\$HB_TEST_KEY: .*invalid api key"),
+    (404, {"object": "error", "message": "The model `judge` does not exist."}, EngineError,
+     r"HTTP 404: not found; check that the endpoint serves model 'judge'"),
+])
+def test_client_errors_fail_at_once_with_a_clear_line(serve, monkeypatch, status, body, kind, needle):
+    monkeypatch.setenv("HB_TEST_KEY", "sekret-key-1")
+    server = serve(lambda b, n: (status, body, {}))
+    with make(server, max_retries=5, api_key_env="HB_TEST_KEY") as e, pytest.raises(EngineError) as info:
+        e.choice_logprobs([chat("a")], ["1", "2"], assistant_prefix="Score: ")
+    err = info.value
+    assert type(err) is kind and re.search(needle, str(err)), str(err)
+    assert str(err).startswith(f"{server.url}/chat/completions: ") and "\n" not in str(err)
+    assert "gave up" not in str(err) and "(request 0)" in str(err)
+    # one request: not retried; a 400 that is not about the prefix is not retried without it either
+    assert len(server.bodies) == (2 if kind is RequestRejected else 1)
+
+
+def test_a_missing_key_sends_no_authorization_and_says_so(serve, monkeypatch):
+    monkeypatch.delenv("HB_UNSET_KEY", raising=False)
+    server = serve(lambda b, n: (401, {"error": "no key"}, {}))
+    with make(server, api_key_env="HB_UNSET_KEY") as e, pytest.raises(EngineError, match=r"refused no key "
+                                                                                          r"\(\$HB_UNSET_KEY is unset\)"):
+        e.generate([chat("a")], Sampling())
+    assert server.headers[0]["Authorization"] is None
+
+
+def test_errors_name_the_endpoint_without_its_credentials(serve, monkeypatch):
+    key, userinfo_key, query_key = "env-secret-4242", "url-secret-5151", "query-secret-6161"
+    monkeypatch.setenv("HB_TEST_KEY", key)
+    server = serve(lambda b, n: (401, {"error": f"invalid key Bearer {key} (also {query_key})"}, {}))
+    host = server.url.split("//")[1].split("/")[0]
+    url = f"http://judge:{userinfo_key}@{host}/v1?api_key={query_key}&api-version=2"
+    with make(server, base_url=url, api_key_env="HB_TEST_KEY") as e, pytest.raises(EngineError) as info:
+        e.generate([chat("a")], Sampling())
+    line = str(info.value)
+    assert line.startswith(f"http://***@{host}/v1/chat/completions?api_key=***&api-version=2: HTTP 401")
+    assert "invalid key Bearer ***" in line
+    assert not any(s in line for s in (key, userinfo_key, query_key)), line
+    # the query went with the request, after the route
+    assert server.paths[0] == f"/v1/chat/completions?api_key={query_key}&api-version=2"
+    # a host that refuses the connection: retried, then the same redacted endpoint
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = f"http://judge:{userinfo_key}@127.0.0.1:{port}/v1?token={query_key}"
+    with make(server, base_url=dead, api_key_env="HB_TEST_KEY", max_retries=1) as e, \
+            pytest.raises(EngineError) as info:
+        e.generate([chat("a")], Sampling())
+    line = str(info.value)
+    assert line.startswith(f"http://***@127.0.0.1:{port}/v1/chat/completions?token=***: gave up after 2 attempts; "
+                           "last error: connection failed (")
+    assert not any(s in line for s in (key, userinfo_key, query_key)), line
+
+
+def test_vllm_fields_reach_the_server_through_extra_body(serve):
+    server = serve(lambda body, n: (200, reply("5", [("5", -0.1)]), {}))
+    with make(server, prefix_mode="continue") as e:
+        e.choice_logprobs([chat("rate")], ["5"], assistant_prefix="Score: ")
+        e.choice_logprobs([chat("rate")], ["5"])  # no prefix: no vLLM fields
+    first, second = server.bodies
+    assert first["continue_final_message"] is True and first["add_generation_prompt"] is False
+    assert "continue_final_message" not in second and "add_generation_prompt" not in second
+    assert first["logprobs"] is True and first["top_logprobs"] == 20
+
+
+def test_a_failure_stops_the_other_requests_retries(serve):
+    """Request 0 is refused for good while request 1 is being retried with long waits: the batch
+    fails at once instead of after request 1's retries, and request 1's answer is simply missing."""
+    def respond(body, n):
+        if body["messages"][-1]["content"] == "bad":
+            time.sleep(0.2)  # request 1 has had its first 503 and is waiting to retry
+            return 400, {"error": "malformed"}, {}
+        return 503, b"overloaded", {}
+
+    server = serve(respond)
+    start = time.monotonic()
+    with make(server, concurrency=2, max_retries=5, backoff=2.0) as e, pytest.raises(RequestRejected) as info:
+        e.generate([chat("bad"), chat("slow")], Sampling())
+    assert time.monotonic() - start < 1.5  # request 1 alone would wait 2 + 4 + 8 + ... s
+    assert "(request 0)" in str(info.value) and info.value.partial == [None, None]
+    assert len(server.bodies) == 2

@@ -461,7 +461,7 @@ def test_credentials_in_urls_and_env_never_reach_output_stderr_or_logs(tmp_path,
         m = json.loads((ws / "metrics/eval/it1.json").read_text())
         assert m["judge"] == f"base@http://***@{host}/v1?api_key=***&api-version=1"
         assert ok.paths[0] == f"/v1/chat/completions?api_key={QKEY}&api-version=1"  # sent, never shown
-        assert ok.headers[0]["Authorization"].startswith("Basic ")  # httpx sends the userinfo as basic auth
+        assert ok.headers[0]["Authorization"].startswith("Basic ")  # the HTTP client sends the userinfo as basic auth
         ledger.hostile("secrets", "judge.base_url with user:KEY@ and ?api_key= (a good run)",
                        f"metrics judge = {m['judge'].replace(host, 'HOST')}; key in no file, log or stderr")
 
@@ -502,7 +502,7 @@ def test_credentials_in_urls_and_env_never_reach_output_stderr_or_logs(tmp_path,
     _all_files(ws)
     _no_secret("stderr", capsys.readouterr().err)
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "HTTP Request: POST http://***@" in logged  # httpx's own request log, redacted
+    assert "HTTP Request: POST http://***@" in logged  # the HTTP client's own request log, redacted
     _no_secret("logs", logged)
     ledger.hostile("secrets", "httpx request log of a URL with a key", "logged as http://***@host/...?token=***")
 

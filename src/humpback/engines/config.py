@@ -29,8 +29,10 @@ class OpenAIConfig:
     model: str = ""  # the served model name; empty = the model directory's name
     api_key_env: str = "OPENAI_API_KEY"  # env var holding the key; unset = no Authorization header
     timeout: float = param(120.0, gt=0)  # seconds per request
-    max_retries: int = param(5, ge=0)  # on timeouts, connection errors, 429 and 5xx
-    backoff: float = param(1.0, ge=0)  # first wait in seconds, doubled each retry (a Retry-After header wins, capped at 60)
+    max_retries: int = param(5, ge=0)  # the openai client's retries: timeouts, connection errors, 408, 409, 429, 5xx
+    # first wait in seconds, doubled each retry up to 16x, less up to 25% jitter; a server's Retry-After up to
+    # 120 s wins (a longer one fails at once)
+    backoff: float = param(1.0, ge=0)
     concurrency: int = param(8, ge=1)  # requests in flight
     # How `assistant_prefix` reaches the model: continue = an assistant message plus vLLM's
     # continue_final_message; none = no prefix, read the first reply token; auto = continue, and

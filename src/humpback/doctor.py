@@ -496,26 +496,24 @@ def _endpoint_of(who: str) -> Callable[[Doctor], Endpoint | None]:
 
 
 def _list_models(ep: Endpoint) -> tuple[str, str]:
-    import httpx
+    import openai
 
-    from humpback.engines.openai_engine import endpoint_url
+    from humpback.engines.openai_engine import OpenAIEngine
 
-    url = endpoint_url(ep.cfg.base_url, "/models")
     shown = redact_url(ep.cfg.base_url)
-    key = os.environ.get(ep.cfg.api_key_env, "") if ep.cfg.api_key_env else ""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    cfg = dataclasses.replace(ep.cfg, max_retries=0, timeout=min(PROBE_TIMEOUT, ep.cfg.timeout))
     try:
-        r = httpx.get(url, headers=headers, timeout=min(PROBE_TIMEOUT, ep.cfg.timeout))
-    except httpx.TransportError as e:
-        return FAIL, f"{shown} cannot be reached ({type(e).__name__})"
-    if r.status_code in (401, 403):
+        with OpenAIEngine(cfg, model=ep.models[0]) as engine:
+            served = set(engine.served_models())
+    except (openai.APIConnectionError, openai.APITimeoutError) as e:
+        return FAIL, f"{shown} cannot be reached ({type(e.__cause__ or e).__name__})"
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+        key = bool(os.environ.get(ep.cfg.api_key_env, "")) if ep.cfg.api_key_env else False
         how = f"${ep.cfg.api_key_env} is {'set' if key else 'not set'}"
-        return FAIL, f"{shown}: HTTP {r.status_code} on /models ({how})"
-    if r.status_code != 200:
-        return WARN, f"{shown} answers, but /models gives HTTP {r.status_code}: {', '.join(ep.models)} not checked"
-    try:
-        served = {str(m["id"]) for m in r.json()["data"]}
-    except (ValueError, KeyError, TypeError):
+        return FAIL, f"{shown}: HTTP {e.status_code} on /models ({how})"
+    except openai.APIStatusError as e:
+        return WARN, f"{shown} answers, but /models gives HTTP {e.status_code}: {', '.join(ep.models)} not checked"
+    except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError):
         return WARN, f"{shown}/models is not an OpenAI model list: {', '.join(ep.models)} not checked"
     missing = [m for m in ep.models if m not in served]
     if missing:

@@ -223,6 +223,11 @@ class OpenAIEngine(Engine):
                 self.usage["completion_tokens"] += usage.completion_tokens or 0
         return reply
 
+    def served_models(self) -> list[str]:
+        """The ids GET /models lists. Raises the client's typed errors as they are (a status error
+        keeps its status_code), so a caller can tell an unreachable endpoint from a refused key."""
+        return [m.id for m in self.client.models.list(extra_headers=self._headers)]
+
     def _call(self, kwargs: dict, parse: Callable[[Any], Any]) -> Any:
         key = json.dumps(kwargs, sort_keys=True)
         if key not in self._memo:

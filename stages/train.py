@@ -10,7 +10,9 @@ with select.sample N > 0 trains, under mix.scaling_steps, for the paper's steps 
 for N (Table 18).
 
 Always fine-tunes the base model (models/base), as the paper does. Writes the adapter or checkpoint
-to --out and the run's numbers to metrics/train/<name of --out>.json. Runs the same under
+to --out, the run's numbers to metrics/train/<name of --out>.json and, with --curves, the loss,
+learning rate and gradient norm of every logged step to metrics/train/curves/<name of --out>/
+(dvclive files that `dvc plots show` draws). Runs the same under
 `accelerate launch --config_file configs/accelerate/<ddp|fsdp|deepspeed_zero3>.yaml stages/train.py ...`.
 """
 
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base", required=True)
     ap.add_argument("--params", required=True)
     ap.add_argument("--metrics", required=True, help="the run's numbers, JSON")
+    ap.add_argument("--curves", help="directory for the training curves (dvclive), e.g. metrics/train/curves/m0")
     ap.add_argument("--iteration", help="forward only: the iteration whose params overrides apply, e.g. it2")
     args = ap.parse_args(argv)
     if (args.kind == "forward") != bool(args.curated):
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     examples = build_examples(args.kind, prompts, seed, curated, args.seed_data, args.curated or "",
                               with_seed=mix.seed if mix is not None else True)
 
-    metrics = train_model(examples, args.base, args.out, cfg)
+    metrics = train_model(examples, args.base, args.out, cfg, curves=args.curves)
     metrics = {"kind": args.kind, "base": args.base, **extra, **metrics}
     # only the main process writes the metrics
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:

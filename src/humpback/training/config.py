@@ -53,7 +53,7 @@ class TrainConfig:
     loss_positions: Literal["labelled", "all"] = "labelled"
     group_by_length: bool = True  # batch examples of similar length (less padding, still seeded)
     max_grad_norm: float = param(1.0, gt=0)
-    logging_steps: int = param(5, ge=1)
+    logging_steps: int = param(1, ge=1)  # steps between logged losses: the points of the training curves
     seed: int = seed_param(0)
     cpu_threads: int = param(0, ge=0)  # torch threads on CPU; 0 = every core (see humpback.hardware)
 

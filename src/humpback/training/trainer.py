@@ -5,7 +5,9 @@ DeepSpeed ZeRO-3): the transformers Trainer reads the launcher's environment. Th
 arguments exist before the model is loaded, because loading depends on them: under ZeRO-3 they hold
 the DeepSpeed config that makes `from_pretrained` partition the weights as it reads them. Only the
 final model lands in `out`: trainer scratch goes to a temporary directory, and the model is written
-to `out.tmp` and renamed into place, so an interrupted run leaves no half model.
+to `out.tmp` and renamed into place, so an interrupted run leaves no half model. With `curves`, the
+loss, learning rate and gradient norm of every logged step are written there by dvclive
+(training.curves), and put in place after the model.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from humpback.hardware import cpu_has_bf16, set_cpu_threads
 from humpback.io import write_json
 from humpback.models import META, load_tokenizer, resolve
 from humpback.training.config import LoraSettings, TrainConfig
+from humpback.training.curves import CurvesCallback, publish
 from humpback.training.data import Collator, Example, TokenizedDataset, tokenize_all
 from humpback.training.distributed import Launch, check_launch, launch
 from humpback.training.loss import LabelOnlyLoss, unsupported
@@ -158,8 +161,10 @@ def with_lora(model, settings: LoraSettings):
     return get_peft_model(model, lora)
 
 
-def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, cfg: TrainConfig) -> dict:
-    """Fine-tune the base model in `base_dir` on `examples`; write the result to `out`; return metrics."""
+def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, cfg: TrainConfig,
+                curves: str | Path | None = None) -> dict:
+    """Fine-tune the base model in `base_dir` on `examples`; write the result to `out` and, with
+    `curves`, the training curves to that directory; return metrics."""
     set_seed(cfg.seed)  # before the LoRA weights are drawn
     set_cpu_threads(cfg.cpu_threads)
     ref = resolve(base_dir)
@@ -206,12 +211,13 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
         model = _load_model(ref.base, config, cfg, args, run)
         # ZeRO-3 leaves each process an empty slice of every weight; ds_numel is the weight's size
         trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+        callbacks = [recorder] + ([CurvesCallback(Path(scratch) / "curves")] if curves is not None else [])
         trainer = _Trainer(
             model=model,
             args=args,
             train_dataset=TokenizedDataset(tokenized),
             data_collator=Collator(tokenizer.pad_token_id),
-            callbacks=[recorder],
+            callbacks=callbacks,
             warmup_ratio=cfg.warmup_ratio,
             final_lr_ratio=cfg.final_lr_ratio,
             label_only=cfg.loss_positions == "labelled",
@@ -220,6 +226,8 @@ def train_model(examples: list[Example], base_dir: str | Path, out: str | Path, 
         result = trainer.train()
         seconds = time.perf_counter() - start
         _save(trainer, tokenizer, Path(out), str(base_dir), cfg, dropout_restore, saved_dtype)
+        if curves is not None and trainer.is_world_process_zero():
+            publish(Path(scratch) / "curves", curves)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

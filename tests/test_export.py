@@ -94,14 +94,19 @@ def exported(project, monkeypatch, capsys):
     return project
 
 
-def test_the_dataset_loads_with_datasets_per_config(exported):
+def test_the_dataset_loads_with_datasets_per_config(exported, tmp_path_factory):
     from datasets import load_dataset
 
     folder = str(exported / "exports/dataset")
-    curated = load_dataset(folder, "curated", split="train")
+    cache = str(tmp_path_factory.mktemp("hf-cache"))  # not the user's ~/.cache
+    curated = load_dataset(folder, "curated", split="train", cache_dir=cache)
     assert curated.column_names == ["instruction", "output", "segment_id", "score"]
     assert curated.to_list() == _curated("it2", 4).to_dicts()  # the last iteration's pairs, as select@ kept them
-    mixture = load_dataset(folder, "mixture", split="train")
+    meta, _ = _front_matter(exported / "exports/dataset/README.md")
+    # num_bytes, informational (datasets checks num_examples): the Arrow size, near what datasets measures
+    num_bytes = {i["config_name"]: i["splits"][0]["num_bytes"] for i in meta["dataset_info"]}
+    assert num_bytes["curated"] == pytest.approx(curated.data.nbytes, rel=0.05)
+    mixture = load_dataset(folder, "mixture", split="train", cache_dir=cache)
     assert mixture.column_names == ["origin", "system", "instruction", "output", "messages"]
     rows = mixture.to_list()
     assert [r["origin"] for r in rows] == ["seed"] * 5 + ["curated"] * 4
@@ -110,7 +115,7 @@ def test_the_dataset_loads_with_datasets_per_config(exported):
     assert rows[5]["messages"] == [{"role": "system", "content": WEB_TAG},
                                    {"role": "user", "content": "it2 instruction 0"},
                                    {"role": "assistant", "content": "it2 web segment 0, long enough."}]
-    assert load_dataset(folder, split="train").num_rows == 4  # curated is the default config
+    assert load_dataset(folder, split="train", cache_dir=cache).num_rows == 4  # curated is the default config
 
 
 def test_the_front_matter_parses_and_names_the_files_it_ships(exported):
@@ -124,6 +129,7 @@ def test_the_front_matter_parses_and_names_the_files_it_ships(exported):
     assert meta["size_categories"] == ["n<1K"] and meta["task_categories"] == ["text-generation"]
     assert meta["language"] == ["en"] and "instruction-backtranslation" in meta["tags"]
     sizes = {i["config_name"]: i["splits"][0]["num_examples"] for i in meta["dataset_info"]}
+    assert all(i["splits"][0]["num_bytes"] > 0 for i in meta["dataset_info"])
     assert sizes == {"curated": 4, "mixture": 9}
     assert "hf upload <user>/<dataset-name> exports/dataset . --repo-type dataset" in body
     assert "arXiv:2308.06259" in body and "@article{li2023self" in body
@@ -188,6 +194,15 @@ def test_a_full_checkpoint_is_a_transformers_card_and_set_licenses_show(project,
     meta, body = _front_matter(project / "exports/dataset/README.md")
     assert meta["license"] == "cc-by-4.0" and "Not set" not in body
     assert "hf upload me/humpback-data exports/dataset" in body
+
+
+def test_a_base_without_hub_id_is_loaded_from_its_directory(project, monkeypatch, capsys):
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("  source: embedded ", "  source: tiny "))
+    assert _run(project, monkeypatch, capsys).returncode == 0
+    card = ModelCard.load(project / "exports/models/it1/README.md")
+    assert card.data.base_model is None and 'AutoModelForCausalLM.from_pretrained("models/base")' in card.text
+    assert "The base model (`tiny`) has no hub id" in card.text
 
 
 def test_export_iteration_picks_the_exported_iteration(project, monkeypatch, capsys):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 from huggingface_hub import DatasetCardData
 
 from humpback.export.facts import DatasetFacts, ExportFacts
@@ -31,7 +32,8 @@ def _tables(d: DatasetFacts) -> dict[str, pl.DataFrame]:
     return {"curated": d.curated, "mixture": d.mixture}
 
 
-def card(f: ExportFacts) -> str:
+def card(f: ExportFacts, arrow_bytes: dict[str, int]) -> str:
+    """The dataset card; `arrow_bytes`: each config's size once loaded (the split's num_bytes)."""
     d = f.dataset
     tables = _tables(d)
     data = DatasetCardData(
@@ -39,8 +41,9 @@ def card(f: ExportFacts) -> str:
         task_categories=["text-generation"], tags=TAGS, pretty_name=f"humpback curated instructions ({d.iteration})",
         configs=[{"config_name": c, "data_files": [{"split": "train", "path": data_file(c)}], **({"default": True} if c == "curated" else {})}
                  for c in CONFIGS],
-        # counts per split: datasets checks them when it loads the folder
-        dataset_info=[{"config_name": c, "splits": [{"name": "train", "num_examples": len(t)}]} for c, t in tables.items()],
+        # rows per split (datasets checks them when it loads the folder) and their size in Arrow
+        dataset_info=[{"config_name": c, "splits": [{"name": "train", "num_bytes": arrow_bytes[c],
+                                                     "num_examples": len(t)}]} for c, t in tables.items()],
     )
     return front_matter(data.to_yaml()) + body(f)
 
@@ -58,7 +61,7 @@ def body(f: ExportFacts) -> str:
     repo = f.dataset_repo or "<user>/<dataset-name>"
     c = d.curation
     origins = dict(d.mixture.group_by("origin").len().iter_rows())
-    base = f"`{f.base_hub_id}`" if f.base_hub_id else "none on the hub"
+    base = f"hub id `{f.base_hub_id}`" if f.base_hub_id else "no hub id"
     hist = c["histogram"] if isinstance(c["histogram"], dict) else {}
     lines = [
         f"# humpback curated instructions ({d.iteration})",
@@ -79,7 +82,7 @@ def body(f: ExportFacts) -> str:
         "",
         "## How it was made",
         "",
-        f"* Base model: `{f.base_source}` (`base_model.source`); hub id {base}.",
+        f"* Base model: `{f.base_source}` (`base_model.source`), {base}.",
         "* Backward model: `models/backward`, the base fine-tuned on the seed pairs reversed (output -> instruction); "
         "its card is `exports/models/backward/README.md`.",
         f"* Iteration: `{d.iteration}`; its candidates were scored by model `{d.scorer}` "
@@ -141,8 +144,10 @@ def body(f: ExportFacts) -> str:
 
 def write(f: ExportFacts, folder: Path) -> None:
     """Fill `folder` (empty): README.md and one Parquet file per config."""
+    arrow_bytes = {}
     for config, df in _tables(f.dataset).items():
         path = folder / data_file(config)
         path.parent.mkdir(parents=True, exist_ok=True)
         df.write_parquet(path)
-    (folder / "README.md").write_text(card(f), encoding="utf-8")
+        arrow_bytes[config] = pq.read_table(path).nbytes  # as datasets reads it back
+    (folder / "README.md").write_text(card(f, arrow_bytes), encoding="utf-8")

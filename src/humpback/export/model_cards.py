@@ -107,8 +107,7 @@ def _load(m: ModelFacts, f: ExportFacts) -> list[str]:
     base = f.base_hub_id or "models/base"
     repo = f"<user>/humpback-{m.name}"
     if m.kind == "backward":
-        template = f.backward_template.replace("{output}", "{text}")
-        ask = ['text = "..."  # a web text or any answer', f"prompt = {template!r}.format(text=text)",
+        ask = ['text = "..."  # a web text or any answer', f"prompt = {f.backward_template!r}.format(output=text)",
                'messages = [{"role": "user", "content": prompt}]']
     else:
         system = [{"role": "system", "content": f.inference_system}] if f.inference_system else []

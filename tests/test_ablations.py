@@ -83,20 +83,20 @@ def test_no_change_makes_nothing_stale(workspace):
 def test_a_selection_change_for_it2_reruns_it2_and_what_follows_only(workspace, set_param):
     stale = stale_after(workspace, set_param)
     assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "heldout@it2", "paired", "length_controlled",
-                     "report"}
+                     "report", "export"}
     # A^(1), M1 and M1's scores come from the cache: a new it2 threshold never re-runs a score stage
     assert not stale & {"score@it1", "score@it2", "select@it1", "train@it1"}
 
 
 def test_without_seed_retrains_the_forward_models_only(workspace):
     stale = stale_after(workspace, "mix.seed=false")
-    assert stale == {"train@it1", "train@it2", "score@it2", "select@it2", *EVAL, "report"}
+    assert stale == {"train@it1", "train@it2", "score@it2", "select@it2", *EVAL, "report", "export"}
     assert not stale & {"train_backward", "train_m0", "augment", "score@it1", "select@it1"}
 
 
 def test_no_curation_reselects_every_iteration_but_keeps_m0s_scores(workspace):
     stale = stale_after(workspace, "select.curate=false")
-    assert stale == {"select@it1", "select@it2", "train@it1", "train@it2", "score@it2", *EVAL, "report"}
+    assert stale == {"select@it1", "select@it2", "train@it1", "train@it2", "score@it2", *EVAL, "report", "export"}
     assert "score@it1" not in stale
 
 
@@ -110,23 +110,23 @@ def test_a_train_override_for_it2_never_reruns_scoring(workspace):
     # select@it2 declares the whole iterations.it2 (DVC rejects a declared key that may be missing,
     # such as iterations.it2.select), so it re-runs too: cheap, and its output is unchanged
     assert stale == {"select@it2", "train@it2", "generate@it2", "judge@it2", "heldout@it2", "paired", "length_controlled",
-                     "report"}
+                     "report", "export"}
 
 
 def test_the_inference_system_prompt_reruns_generation_judging_and_report_only(workspace):
     stale = stale_after(workspace, "prompts.inference_system='Answer briefly.'")
     assert stale == {f"{s}@{m}" for s in ("generate", "judge", "heldout") for m in ("base", "m0", "it1", "it2")} | {
-        "judge_check", "paired", "length_controlled", "report"}
+        "judge_check", "paired", "length_controlled", "report", "export"}
 
 
 # Every variant of `humpback ablations` (the grid a user queues), with what it must re-run.
-_RESELECT = {"select@it1", "select@it2", "train@it1", "train@it2", "score@it2", *EVAL, "report"}
+_RESELECT = {"select@it1", "select@it2", "train@it1", "train@it2", "score@it2", *EVAL, "report", "export"}
 _INFERENCE = {f"{s}@{m}" for s in ("generate", "judge", "heldout") for m in ("base", "m0", "it1", "it2")} | {
-        "judge_check", "paired", "length_controlled", "report"}
+        "judge_check", "paired", "length_controlled", "report", "export"}
 GRID_STALE = {
     "baseline": set(),
     "no_curation": _RESELECT,
-    "without_seed": {"train@it1", "train@it2", "score@it2", "select@it2", *EVAL, "report"},
+    "without_seed": {"train@it1", "train@it2", "score@it2", "select@it2", *EVAL, "report", "export"},
     "k5": _RESELECT,
     "k4.5": _RESELECT,
     "k5_it2_4.5": _RESELECT,
@@ -136,7 +136,7 @@ GRID_STALE = {
     "inference_web_tag": _INFERENCE,
     "inference_no_tag": _INFERENCE,
     "scale_800": {"select@it2", "train@it2", "generate@it2", "judge@it2", "heldout@it2", "paired",
-                  "length_controlled", "report"},
+                  "length_controlled", "report", "export"},
 }
 
 

@@ -170,7 +170,7 @@ def test_the_report_writes_no_file_outside_its_plots_directory(tmp_path):
 STAGES = [("params", None), ("base_model", None), ("seed", None), ("corpus", None), ("train_backward", None),
           ("train_m0", None), ("augment", None), ("score", "it1"), ("select", "it1"), ("train", "it1"),
           ("generate", "base"), ("judge", "base"), ("heldout", "base"), ("length_controlled", None), ("judge_check", None),
-          ("paired", None), ("report", None)]
+          ("paired", None), ("report", None), ("export", None)]
 
 
 def test_the_stage_list_is_every_stage_of_dvc_yaml():

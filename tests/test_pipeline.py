@@ -22,7 +22,7 @@ ALL_STAGES = {
     *(f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")),
     *(f"heldout@{m}" for m in ("base", "m0", "it1", "it2")), "length_controlled",
     "judge_check", "paired",
-    "report",
+    "report", "export",
 }
 
 

@@ -11,7 +11,7 @@ from readme_commands import REPO
 from test_ablations import stale_after, workspace  # noqa: F401 (the fixture)
 
 ROW = re.compile(r"^\| (?P<what>[^|]+) \| `(?P<cmd>dvc exp run [^`]+)` \| (?P<reruns>[^|]+) \|$", re.M)
-ALWAYS_AFTER_EVAL = {"paired", "length_controlled", "report"}
+ALWAYS_AFTER_EVAL = {"paired", "length_controlled", "report", "export"}
 
 
 def expand(column: str) -> set[str]:

@@ -58,6 +58,7 @@ SECTIONS: dict[str, str] = {
     "iterations": "humpback.config:IterationsConfig",
     "eval": "humpback.evaluation.config:EvalConfig",
     "judge": "humpback.evaluation.config:JudgeConfig",
+    "export": "humpback.export.config:ExportConfig",
 }
 
 SEED_MAX = 2**32 - 1  # numpy's and datasketch's seeds are unsigned 32-bit

@@ -7,8 +7,9 @@ package `__init__.py` files Python runs on the way, transitively. The closure is
 `importlib.import_module("humpback...")` and `load_section("<name>")`, which imports the module
 of that params section (config.SECTIONS); a stage script's `validate_all(...)` imports every section's module. A `load_section("<name>", ..., iteration=...)` reads the
 section as one iteration sees it (iterations.<it>.<name> on top): it counts, together with
-`iterations`, only for a stage whose command passes `--iteration` (select@, train@), so a script
-shared with stages of no iteration (train_backward, train_m0) does not make them read it.
+`iterations`, only for a stage whose command passes `--iteration` (select@, train@) or whose code
+loads `iterations` itself (export), so a script shared with stages of no iteration (train_backward,
+train_m0) does not make them read it.
 
 `humpback stage-deps` prints, per stage, what its deps miss and what they hold beyond the closure,
 and any params section the code reads without a key of it under `params:` (or the other way round).
@@ -162,7 +163,9 @@ def check_stages(root: Path = Path(".")) -> list[StageDeps]:
         if script is None:
             continue
         closure, read, per_iteration = _walk(root / script, root)
-        if per_iteration and "--iteration" in shlex.split(body["cmd"].split("#", 1)[0]):
+        # per-iteration reads count where the command names an iteration, or where the code reads the
+        # iterations section itself and so goes through them (export: every model's train section)
+        if per_iteration and ("--iteration" in shlex.split(body["cmd"].split("#", 1)[0]) or "iterations" in read):
             read = read | per_iteration | {"iterations"}
         declared = {str(p).split(".")[0] for p in body.get("params") or [] if isinstance(p, str)}
         deps = [str(d) for d in body.get("deps") or []]

@@ -227,6 +227,26 @@ def test_heldout_stage_entry_counts_every_token_it_read(tmp_path, monkeypatch, t
     assert (e["tokens_in"], e["tokens_out"], e["examples"], e["backend"]) == (want, 0, 2, "transformers")
 
 
+def test_train_stage_entry_counts_the_training_tokens_of_the_epochs_run(tmp_path, monkeypatch, tiny_model_dir):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_STAGE", "train_m0")
+    monkeypatch.delenv("RANK", raising=False)
+    shutil.copytree(tiny_model_dir, tmp_path / "models/base")
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    pl.DataFrame({"instruction": [f"Tell me fact number {i} about rivers." for i in range(12)],
+                  "output": [f"River fact {i}: water flows downhill." for i in range(12)]}
+                 ).write_parquet(tmp_path / "data/prepared/seed.parquet")
+    (tmp_path / "params.yaml").write_text(  # one step of 4 of the 12 pairs: a third of an epoch
+        "train:\n  max_steps: 1\n  batch_size: 4\n  small_data_batch_size: 4\n  per_device_batch_size: 4\n"
+        "  max_seq_len: 64\n  bf16: false\n  cpu_threads: 1\n")
+    dvc_stage.run("train_m0")
+    m = json.loads((tmp_path / "metrics/train/m0.json").read_text())
+    e = _entry(tmp_path, "train_m0")
+    assert m["steps"] == 1 and m["epochs"] == pytest.approx(1 / 3, abs=1e-3) and m["tokens"] > 0
+    assert (e["tokens_in"], e["tokens_out"], e["examples"]) == (round(m["tokens"] * m["epochs"]), 0, 4)
+    assert e["backend"] == "transformers" and e["device"]["type"] == "cpu" and e["seconds"] > 0
+
+
 # -- the merge -----------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ ALL_STAGES = {
     *(f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")),
     *(f"heldout@{m}" for m in ("base", "m0", "it1", "it2")), "length_controlled",
     "judge_check", "paired",
-    "report",
+    "report", "cost",
 }
 
 
@@ -67,6 +67,12 @@ def test_full_dag_produces_every_artifact(workspace):
     assert lc["models"]["base"]["lc_win_rate"] == pytest.approx(50, abs=0.5)
     assert pl.read_parquet(ws / "data/prepared/heldout.parquet").height == 16
     assert (ws / "metrics/report/report.png").stat().st_size > 10_000
+    # the compute ledger: every stage that ran has its entry; the engines' and training's tokens are counted
+    cost = json.loads((ws / "metrics/cost.json").read_text())
+    assert set(cost["stages"]) == ALL_STAGES - {"cost"}
+    assert all(cost["stages"][s]["tokens_in"] > 0 for s in ("augment", "score@it1", "train@it2", "generate@it1"))
+    assert cost["stages"]["generate@it1"]["tokens_out"] > 0 and cost["stages"]["score@it1"]["backend"] == "transformers"
+    assert cost["totals"]["tokens_in"] == sum(e["tokens_in"] for e in cost["stages"].values())
     # the LoRA models are adapters over models/base, not copies of it
     assert (ws / "models/it2/adapter_config.json").is_file()
     assert not list((ws / "models/it2").glob("optimizer*"))

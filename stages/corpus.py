@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from humpback import ledger
 from humpback.config import load_section
 from humpback.corpus import CorpusConfig, prepare_corpus
 from humpback.decontamination import eval_texts_if_present
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     timings: dict = {}  # logged, not written: the metrics file's bytes must not depend on the machine's speed
     metrics = prepare_corpus(cfg, args.out, args.rejected, timings=timings, eval_texts=texts)
     write_json(metrics, args.metrics)
+    ledger.add_examples(metrics["segments_in"])
     if texts is None and cfg.decontamination.ngram > 0:
         log.warning("no eval prompts file (%s): segments were not checked against the eval set", args.eval_prompts)
     log.info("%d documents -> %d segments -> kept %d (%.0f segments/s); rejected %s", metrics["docs_in"],

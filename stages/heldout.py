@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from humpback import ledger
 from humpback.config import load_section
 from humpback.engines.transformers_engine import pick_device, pick_dtype
 from humpback.evaluation.heldout import EMPTY, heldout_nll
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(engine.device)
     set_cpu_threads(engine.cpu_threads)
     model = load_model(ref, dtype=pick_dtype(engine.dtype, device), device=device, merge=True)
+    ledger.note_engine("transformers")
     result = heldout_nll(model, load_tokenizer(ref), pairs, system=system, max_seq_len=max_seq_len,
                          batch_size=engine.batch_size)
     write_json({**result, "model": name}, args.out)

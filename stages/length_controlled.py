@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from humpback import ledger
 from humpback.config import load_section
 from humpback.errors import InputError
 from humpback.evaluation.length_controlled import COLUMNS, FORMULA, bad_row, fit_length_controlled
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError(path, problem[1], problem[0])
         judgements[m] = df
     fit = fit_length_controlled(judgements, regularization=cfg.lc_regularization)
+    ledger.add_examples(sum(df.height for df in judgements.values()))
     models = {m: {k: v for k, v in r.items() if k != "lc_preferences"} for m, r in fit["models"].items()}
     write_json({"formula": FORMULA, "reference": reference, "regularization": cfg.lc_regularization,
                 "instructions": fit["instructions"], "models": models, "difficulty": fit["difficulty"]}, args.out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from humpback import ledger
 from humpback.config import load_section
 from humpback.decontamination import eval_texts_if_present
 from humpback.io import write_json, write_parquet
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     write_parquet(result.heldout, args.heldout)
     write_parquet(result.rejected, args.rejected)
     write_json(result.metrics, args.metrics)
+    ledger.add_examples(result.kept.height + result.heldout.height + result.rejected.height)
     log.info("kept %d seed pairs, held out %d, rejected %d %s", result.kept.height, result.heldout.height,
              result.rejected.height, result.metrics["rejected"])
 

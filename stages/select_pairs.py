@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from humpback import ledger
 from humpback.config import load_section
 from humpback.curation.config import SelectConfig
 from humpback.curation.selection import run_select
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg: SelectConfig = load_section("select", args.params, iteration=args.iteration)
     m = run_select(args.scores, cfg, curated_path=args.out, metrics_path=args.metrics)
+    ledger.add_examples(m["n"])
     how = f"at threshold {cfg.threshold:g}" if cfg.curate else "without curation"
     how += f", a random {cfg.sample} of them" if cfg.sample else ""
     log.info("kept %d of %d pairs (%.1f%%) %s", m["kept"], m["n"], 100 * m["kept_share"], how)

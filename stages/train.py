@@ -26,6 +26,7 @@ from pathlib import Path
 import polars as pl
 import torch.distributed as dist
 
+from humpback import ledger
 from humpback.config import load_section
 from humpback.errors import ConfigError, EmptyResultError
 from humpback.io import write_json
@@ -107,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
 
     metrics = train_model(examples, args.base, args.out, cfg, curves=args.curves)
     metrics = {"kind": args.kind, "base": args.base, **extra, **metrics}
+    # every epoch reads the training tokens again (padding is not counted); nothing is generated
+    ledger.note_engine("transformers")
+    ledger.add_tokens(round(metrics["tokens"] * metrics["epochs"]), 0)
+    ledger.add_examples(round(metrics["examples"] * metrics["epochs"]))
     # only the main process writes the metrics
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
         write_json(metrics, args.metrics)

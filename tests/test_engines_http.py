@@ -261,6 +261,27 @@ def test_usage_totals_every_answered_request(serve):
     assert e.usage == {"prompt_tokens": 13, "completion_tokens": 10, "requests": 6, "requests_without_usage": 1}
 
 
+def test_the_compute_ledger_gets_the_reported_tokens(serve):
+    from humpback import ledger
+
+    def respond(body, n):
+        if body.get("logprobs"):  # a choice request: one token sampled, which the ledger counts as no output
+            return 200, {**reply("1", top=[("1", -0.1), ("2", -2.0)]), "usage": {"prompt_tokens": 7, "completion_tokens": 1,
+                                                               "total_tokens": 8}}, {}
+        content = body["messages"][-1]["content"]
+        return 200, (reply("ok") if content == "silent" else counted("ok", prompt=len(content), completion=3)), {}
+
+    ledger.reset()
+    server = serve(respond)
+    with make(server, concurrency=4) as e:
+        e.generate([chat("a" * k) for k in range(1, 21)] + [chat("silent")], Sampling())
+        e.choice_logprobs([chat("x"), chat("y")], ["1", "2"])
+    got = ledger.snapshot()
+    ledger.reset()
+    # 20 requests with usage (1+..+20 prompt tokens, 3 out each), one without (an example, no tokens), 2 choices
+    assert (got.tokens_in, got.tokens_out, got.examples) == (210 + 14, 60, 23)
+
+
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_retryable_statuses_are_retried_until_the_server_answers(serve, status):
     server = serve(lambda body, n: (status, {"error": {"message": "busy"}}, {}) if n <= 2 else echo(body, n))

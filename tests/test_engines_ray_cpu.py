@@ -15,6 +15,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from humpback import ledger  # noqa: E402
 from humpback.engines.base import Sampling  # noqa: E402
 from humpback.engines.config import EngineConfig, RayConfig  # noqa: E402
 from humpback.engines.loader import load_engine  # noqa: E402
@@ -91,8 +92,10 @@ def _same_scores(got: list[dict], want: list[dict]) -> None:
 
 def _compare(model) -> list[dict]:
     """Run the same requests in process and on two Ray replicas; returns the in-process scores."""
+    before = ledger.snapshot()
     with load_engine(model, LOCAL) as local:
         greedy, sampled, scores = _answers(local)
+    local_counts, before = ledger.snapshot().minus(before), ledger.snapshot()
     assert len(set(greedy)) > 5 and len(set(sampled)) > 5 and greedy != sampled  # varied text: a real comparison
     with load_engine(model, RAY) as e:
         assert e.kind == "transformers"  # replica auto on a cluster without GPUs
@@ -100,6 +103,9 @@ def _compare(model) -> list[dict]:
             lambda rep: (rep.engine.device, __import__("torch").get_num_threads(), __import__("os").getpid()))
             for r in e.replicas])
         got_greedy, got_sampled, got_scores = _answers(e)
+    # the replicas' work is counted once, in this process, as the in-process engine counts it
+    assert ledger.snapshot().minus(before) == local_counts and local_counts.examples == 3 * len(_requests())
+    assert ledger.noted_device()["type"] == "cpu" and ledger.noted_device()["count"] == 2  # 2 replicas x 1 thread
     assert [w[:2] for w in where] == [("cpu", 1)] * 2 and len({w[2] for w in where}) == 2
     assert got_greedy == greedy
     assert got_sampled == sampled

@@ -22,7 +22,7 @@ ALL_STAGES = {
     *(f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")),
     *(f"heldout@{m}" for m in ("base", "m0", "it1", "it2")), "length_controlled",
     "judge_check", "paired",
-    "report", "export",
+    "report", "export", "cost",
 }
 
 
@@ -69,6 +69,12 @@ def test_full_dag_produces_every_artifact(workspace):
     assert (ws / "metrics/report/report.png").stat().st_size > 10_000
     # the candidate browser holds every candidate of the tiny run (far below its caps)
     assert "every row is shown" in (ws / "metrics/report/candidates.html").read_text()
+    # the compute ledger: every stage that ran has its entry; the engines' and training's tokens are counted
+    cost = json.loads((ws / "metrics/cost.json").read_text())
+    assert set(cost["stages"]) == ALL_STAGES - {"cost"}
+    assert all(cost["stages"][s]["tokens_in"] > 0 for s in ("augment", "score@it1", "train@it2", "generate@it1"))
+    assert cost["stages"]["generate@it1"]["tokens_out"] > 0 and cost["stages"]["score@it1"]["backend"] == "transformers"
+    assert cost["totals"]["tokens_in"] == sum(e["tokens_in"] for e in cost["stages"].values())
     # the LoRA models are adapters over models/base, not copies of it
     assert (ws / "models/it2/adapter_config.json").is_file()
     assert not list((ws / "models/it2").glob("optimizer*"))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from humpback import ledger
 from humpback.engines.base import EngineError, Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.prompting import choice_plan, logsumexp
@@ -153,7 +154,10 @@ class LLM:
             logprobs = [{t: Logprob(-0.5 - k * 0.01, rank=k + 1)
                          for k, t in enumerate(type(self).top_ids[: sp.logprobs])}]
         text = f" reply {sum(ids) % 100003} seed {sp.seed} "
-        return SimpleNamespace(prompt_token_ids=ids, outputs=[SimpleNamespace(text=text, logprobs=logprobs)])
+        # a reply of 1 to 5 tokens (within max_tokens), varying with the prompt
+        token_ids = [sampled] * min(sp.max_tokens, 1 + sum(ids) % 5)
+        return SimpleNamespace(prompt_token_ids=ids,
+                               outputs=[SimpleNamespace(text=text, logprobs=logprobs, token_ids=token_ids)])
 
 '''
 
@@ -280,15 +284,21 @@ def test_replicas_start_although_vllm_starts_a_child_and_answer_in_order(two_gpu
     try:
         procs = [p for p, _ in engine.workers]
         assert not any(p.daemon for p in procs)
+        before = ledger.snapshot()
         out = within(60, engine.generate, REQUESTS, SAMPLED)
+        counted = ledger.snapshot().minus(before)
     finally:
         within(90, engine.close)
     assert all(p.exitcode is not None for p in procs)
     assert sorted(cores(two_gpus)) == ["0", "1"]  # one LLM (and engine core) per replica, on its own GPU
     assert wait_gone(all_pids(two_gpus)) == []
     assert all((two_gpus / f"stopped.{pid}").exists() for pid in cores(two_gpus).values())
+    before = ledger.snapshot()
     with LocalVLLM(tiny_model_dir, cfg()) as one:
         assert out == one.generate(REQUESTS, SAMPLED)
+    # the replicas' counts came back with their answers: the same as one engine's, counted once
+    assert counted == ledger.snapshot().minus(before) and counted.examples == len(REQUESTS)
+    assert counted.tokens_out > len(REQUESTS)
 
 
 def test_a_replica_killed_mid_call_is_an_engine_error_keeping_the_others_answers(
@@ -451,6 +461,26 @@ def test_each_sampled_request_gets_its_own_reproducible_seed(fake_vllm, llm, tin
     assert all(set(p) == {"prompt_token_ids"} and all(isinstance(t, int) for t in p["prompt_token_ids"])
                for p in prompts)
     assert kw == {"use_tqdm": True, "lora_request": None}
+
+
+def test_the_ledger_counts_the_prompt_tokens_vllm_got_and_the_tokens_it_generated(fake_vllm, llm, tiny_model_dir):
+    """In: every prompt token handed to vLLM; out: the reply's token ids (none for a scoring call,
+    whose one sampled token only carries the log-probabilities); one example per request."""
+    from humpback.engines.vllm_engine import LocalVLLM
+
+    with LocalVLLM(tiny_model_dir, cfg()) as e:
+        before = ledger.snapshot()
+        e.generate(REQUESTS, SAMPLED)
+        generated = ledger.snapshot().minus(before)
+        before = ledger.snapshot()
+        e.choice_logprobs(REQUESTS, ["1", "2"], assistant_prefix="Score: ")
+        scored = ledger.snapshot().minus(before)
+    (gen_prompts, _, _), (score_prompts, _, _) = llm.calls
+    ids = [p["prompt_token_ids"] for p in gen_prompts]
+    replies = [min(8, 1 + sum(x) % 5) for x in ids]
+    assert len(set(replies)) > 1  # replies of different lengths: a real sum
+    assert generated == ledger.Counts(sum(map(len, ids)), sum(replies), len(REQUESTS))
+    assert scored == ledger.Counts(sum(len(p["prompt_token_ids"]) for p in score_prompts), 0, len(REQUESTS))
 
 
 def test_choice_logprobs_are_exact_for_tokens_outside_the_top(fake_vllm, llm, tiny_model_dir, monkeypatch):

@@ -1,4 +1,6 @@
-"""The one wrapper every `stages/*.py` script uses: clear one-line errors, timing, logging.
+"""The one wrapper every `stages/*.py` script uses: clear one-line errors, timing, logging, and the
+stage's compute ledger: run under DVC, a stage that ends well writes metrics/cost/<stage>.json (its
+seconds, device, backend, tokens and examples; humpback.ledger), one of its own outs.
 
 What becomes `error: <message>` and exit status 2, never a traceback:
 * a HumpbackError: a bad input, param or result, worded by the code that found it;
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
 
+from humpback import ledger
 from humpback.errors import (
     ENVIRONMENT_ERRNOS,
     PATH_ERRNOS,
@@ -49,18 +53,27 @@ def environment_error(e: BaseException) -> str | None:
     return None
 
 
-def stage(fn: Callable[..., object]) -> Callable[..., None]:
+def stage(fn: Callable[..., object] | None = None, *, cost: bool = True):
     """Run `fn`; a HumpbackError (or an OSError of the environment) becomes `error: <message>` on
-    stderr and exit status 2."""
+    stderr and exit status 2. Under DVC, a run that ends well writes the stage's cost entry;
+    `@stage(cost=False)` is for the stage that merges the entries, whose dep their directory is."""
+    if fn is None:
+        return functools.partial(stage, cost=cost)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
         for handler in logging.getLogger().handlers:
             install_redaction(handler)
+        ledger.reset()
         start = time.perf_counter()
         try:
             fn(*args, **kwargs)
+            seconds = time.perf_counter() - start
+            name = ledger.stage_name() if cost else None
+            # a distributed run's processes all run the script; the main one speaks for them
+            if name is not None and os.environ.get("RANK", "0") == "0":
+                ledger.write_entry(name, seconds)
         except HumpbackError as e:
             print(f"error: {redact_text(' '.join(str(e).split()))}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -70,7 +83,6 @@ def stage(fn: Callable[..., object]) -> Callable[..., None]:
                 raise
             print(f"error: {redact_text(' '.join(line.split()))}", file=sys.stderr)
             raise SystemExit(2) from None
-        log.info("%s done in %.1f s", fn.__module__ if fn.__name__ == "main" else fn.__name__,
-                 time.perf_counter() - start)
+        log.info("%s done in %.1f s", fn.__module__ if fn.__name__ == "main" else fn.__name__, seconds)
 
     return wrapper

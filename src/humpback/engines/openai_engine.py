@@ -45,6 +45,7 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion
 from tqdm.auto import tqdm
 
+from humpback import ledger
 from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import OpenAIConfig
 from humpback.engines.prompting import logsumexp
@@ -169,6 +170,8 @@ class OpenAIEngine(Engine):
         self._lock = threading.Lock()
         # what the endpoint answered so far (its `usage`); a reply without usage adds no tokens
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0, "requests_without_usage": 0}
+        # the compute ledger names the served model, never the URL (it may carry a credential)
+        ledger.note_engine("openai", {"type": "remote", "name": self.model, "count": 0})
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ class OpenAIEngine(Engine):
             return EngineError(f"{url}: HTTP 200 but the body is not a valid reply: {_one_line(e)}")
         return EngineError(f"{url}: gave up after {tries} attempt{'s' if tries > 1 else ''}; last error: {last}")
 
-    def _send(self, kwargs: dict) -> Any:
+    def _send(self, kwargs: dict, *, choice: bool = False) -> Any:
         create = self.client.chat.completions.create if self.api == "chat" else self.client.completions.create
         try:
             reply = create(**kwargs, extra_headers=self._headers)
@@ -221,6 +224,9 @@ class OpenAIEngine(Engine):
             else:
                 self.usage["prompt_tokens"] += usage.prompt_tokens or 0
                 self.usage["completion_tokens"] += usage.completion_tokens or 0
+                # the ledger counts a choice request's one sampled token as no output, as the local backends do
+                ledger.add_tokens(usage.prompt_tokens or 0, 0 if choice else usage.completion_tokens or 0)
+            ledger.add_examples(1)  # under the lock: the request threads share the ledger
         return reply
 
     def served_models(self) -> list[str]:
@@ -231,7 +237,7 @@ class OpenAIEngine(Engine):
     def _call(self, kwargs: dict, parse: Callable[[Any], Any]) -> Any:
         key = json.dumps(kwargs, sort_keys=True)
         if key not in self._memo:
-            reply = self._send(kwargs)
+            reply = self._send(kwargs, choice="logprobs" in kwargs)
             try:
                 self._memo[key] = parse(reply)
             except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:

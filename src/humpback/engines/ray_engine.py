@@ -35,6 +35,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from humpback import ledger
 from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.transformers_engine import TransformersEngine
@@ -112,10 +113,17 @@ class Replica:
     def ready(self) -> str | None:
         return f"on node {self.node}: {self.error}" if self.error else None
 
+    def device(self) -> dict:
+        """What this replica's engine runs on (as its engine noted it), else this process's device."""
+        from humpback.hardware import device_summary
+
+        return ledger.noted_device() or device_summary()
+
     def call(self, method: str, *args, **kwargs):
+        """The engine's answers with what they cost: the driver counts them in its ledger."""
         if self.engine is None:  # a restarted actor whose engine failed to load again
             raise RuntimeError(f"no engine on node {self.node}: {self.error}")
-        return getattr(self.engine, method)(*args, **kwargs)
+        return ledger.counted(getattr(self.engine, method), *args, **kwargs)
 
     def close(self) -> None:
         """Free the engine, then end this actor (an intentional exit: Ray neither restarts it nor retries
@@ -178,6 +186,8 @@ class RayEngine(Engine):
             self.close()
             i, err = failed[0]
             raise EngineError(f"Ray replica {i} of {len(errors)} failed to start {err}")
+        devices = ray.get([r.device.remote() for r in self.replicas])
+        ledger.note_engine(self.name, {**devices[0], "count": sum(d["count"] for d in devices)})
 
     def _scatter(self, method: str, requests: Sequence[Messages], args: tuple, kwargs: dict, *, desc: str,
                  positions: bool = False) -> list:
@@ -205,7 +215,7 @@ class RayEngine(Engine):
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 replica, batch = pending.pop(ref)
                 try:
-                    values = ray.get(ref)
+                    values, counts = ray.get(ref)
                 except ray.exceptions.RayActorError as e:  # gone for good (restarts spent): never send it more
                     errors.append(_one_line(e))
                     self.dead.add(replica)
@@ -213,6 +223,7 @@ class RayEngine(Engine):
                 except ray.exceptions.RayError as e:  # the engine raised: the replica itself is fine
                     errors.append(_one_line(e))
                 else:
+                    ledger.add(counts)
                     for i, value in zip(batch, values, strict=True):
                         out[i] = value
                     bar.update(len(batch))

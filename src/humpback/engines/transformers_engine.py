@@ -16,11 +16,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from humpback import ledger
 from humpback.engines.base import Engine, Messages, Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.prompting import choice_plan, logsumexp
 from humpback.engines.vllm_engine import request_seed
-from humpback.hardware import cpu_has_bf16, cpu_threads
+from humpback.hardware import cpu_has_bf16, cpu_summary, cpu_threads, gpu_summary
 from humpback.models import load_model, load_tokenizer, resolve
 from humpback.rendering import encode
 
@@ -101,6 +102,8 @@ class TransformersEngine(Engine):
         self.eos_ids = sorted(e for e in eos if e is not None)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos_ids[0]
         self._torch = torch
+        ledger.note_engine(self.name, gpu_summary(1) if self.device.startswith("cuda")
+                           else cpu_summary(torch.get_num_threads()))
         log.info("transformers engine: %s on %s in %s", self.ref.name, self.device, self.dtype)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -126,6 +129,11 @@ class TransformersEngine(Engine):
             input_ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
             mask[row, width - len(s) :] = 1
         return input_ids.to(self.model.device), mask.to(self.model.device)
+
+    def _generated(self, toks: list[int]) -> int:
+        """Tokens a row generated: up to and including its first end-of-turn; the padding after it
+        (a row that finished before the rest of its batch) was never generated."""
+        return next((k + 1 for k, t in enumerate(toks) if t in self.eos_ids), len(toks))
 
     # -- Engine ----------------------------------------------------------------------------------
 
@@ -162,6 +170,8 @@ class TransformersEngine(Engine):
                 new = seqs[:, input_ids.shape[1] :].tolist()
                 for i, toks in zip(idx, new, strict=True):
                     out[i] = self.tok.decode(toks, skip_special_tokens=True).strip()
+                ledger.add_tokens(sum(len(ids[i]) for i in idx), sum(self._generated(t) for t in new))
+                ledger.add_examples(len(idx))
                 bar.update(len(idx))
         return out
 
@@ -194,6 +204,9 @@ class TransformersEngine(Engine):
                 logp = torch.log_softmax(logits.float(), dim=-1).tolist()
                 for i, row in zip(idx, logp, strict=True):
                     out[i] = {c: logsumexp([row[t] for t in token_ids[c]]) if token_ids[c] else -math.inf for c in choices}
+                # the whole prompt, shared head included: what an engine without a prefix cache reads
+                ledger.add_tokens(sum(len(ids[i]) for i in idx), 0)
+                ledger.add_examples(len(idx))
                 bar.update(len(idx))
         return out
 

@@ -24,10 +24,12 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from humpback import ledger
 from humpback.engines.base import Engine, EngineError, Messages, Sampling
 from humpback.engines.config import VLLM_LORA_RANKS, EngineConfig
 from humpback.engines.prompting import choice_plan, logsumexp
 from humpback.errors import ConfigError, InputError
+from humpback.hardware import gpu_summary
 from humpback.models import ModelRef, load_tokenizer, resolve
 from humpback.rendering import encode
 
@@ -116,17 +118,24 @@ class LocalVLLM(Engine):
         self.tok = load_tokenizer(self.ref)
         model_config = getattr(self.llm, "model_config", None) or self.llm.llm_engine.model_config
         self.max_len = int(model_config.max_model_len)
+        ledger.note_engine(self.name, gpu_summary(cfg.vllm.tensor_parallel_size))
 
     def _budget(self, reply_tokens: int) -> int:
         room = self.max_len - reply_tokens
         return min(self.cfg.max_input_tokens, room) if self.cfg.max_input_tokens > 0 else room
 
-    def _run(self, prompts: list[list[int]], params):
+    def _run(self, prompts: list[list[int]], params, *, generated: bool = True):
+        """vLLM's outputs for the prompts, counted in the ledger: a scoring call (`generated` False)
+        samples one token only to read its log-probabilities, and counts none out."""
         if not prompts:
             return []
-        return self.llm.generate(
+        outs = self.llm.generate(
             [{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=True, lora_request=self.lora
         )
+        ledger.add_tokens(sum(len(o.prompt_token_ids) for o in outs),
+                          sum(len(o.outputs[0].token_ids) for o in outs) if generated else 0)
+        ledger.add_examples(len(outs))
+        return outs
 
     def generate(self, requests: Sequence[Messages], sampling: Sampling, *, desc: str = "generate") -> list[str]:
         return self.generate_at(requests, sampling, range(len(requests)))
@@ -164,7 +173,7 @@ class LocalVLLM(Engine):
         else:  # an older vLLM: only the top tokens, a choice outside them reads as -inf
             params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=TOP_LOGPROBS)
         budget = self._budget(1)
-        outs = self._run([encode(self.tok, m, prefix, max_tokens=budget) for m in requests], params)
+        outs = self._run([encode(self.tok, m, prefix, max_tokens=budget) for m in requests], params, generated=False)
         result = []
         for o in outs:
             # logprobs[0]: token id -> Logprob at step 0, for the requested (or top) tokens and the sampled one
@@ -213,7 +222,7 @@ def _replica(conn, gpus: str, model_dir: str, cfg: EngineConfig) -> None:
 def _serve(conn, model_dir: str, cfg: EngineConfig) -> None:
     try:
         engine = LocalVLLM(model_dir, cfg)
-        conn.send(("ready", None))
+        conn.send(("ready", gpu_summary(cfg.vllm.tensor_parallel_size)))
     except Exception as e:  # reported to the parent, which raises it with context
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
@@ -227,7 +236,8 @@ def _serve(conn, model_dir: str, cfg: EngineConfig) -> None:
                 break
             method, args, kwargs = msg
             try:
-                reply = ("ok", getattr(engine, method)(*args, **kwargs))
+                # the answers with what they cost, counted by the parent's ledger
+                reply = ("ok", ledger.counted(getattr(engine, method), *args, **kwargs))
             except Exception as e:
                 reply = ("error", f"{type(e).__name__}: {e}")
             conn.send(reply)
@@ -277,9 +287,12 @@ class ReplicatedVLLM(Engine):
                 proc.start()
                 child.close()  # the replica's end lives in the replica alone: its death closes the pipe
                 self.workers.append((proc, parent))
-            for r, (status, payload) in self._gather(range(len(self.workers)), first_failure=True).items():
+            started = self._gather(range(len(self.workers)), first_failure=True)
+            for r, (status, payload) in started.items():
                 if status != "ready":
                     raise EngineError(f"vLLM replica {r} failed to start: {payload}")
+            device = dict(started[0][1])  # each replica's own GPUs: all of them together
+            ledger.note_engine(self.name, {**device, "count": device["count"] * v.data_parallel_size})
         except BaseException:
             self._stop(grace=5)  # the others may still be loading and would not hear a stop
             raise
@@ -340,6 +353,8 @@ class ReplicatedVLLM(Engine):
             if status != "ok":
                 errors.append(f"replica {r}: {payload}")
                 continue
+            payload, counts = payload
+            ledger.add(counts)
             for i, value in zip(shards[r], payload, strict=True):
                 out[i] = value
         if errors:

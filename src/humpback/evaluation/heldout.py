@@ -13,6 +13,7 @@ import math
 import polars as pl
 import torch
 
+from humpback import ledger
 from humpback.prompts import forward_messages
 from humpback.training.data import IGNORE, Collator, TokenizeStats, tokenize_example
 
@@ -37,7 +38,8 @@ def heldout_nll(model, tokenizer, pairs: pl.DataFrame, *, system: str, max_seq_l
     order = sorted(range(len(items)), key=lambda i: -len(items[i].input_ids))  # similar lengths: less padding
     with torch.inference_mode():
         for start in range(0, len(order), max(1, batch_size)):
-            batch = collate([items[i] for i in order[start:start + batch_size]])
+            chunk = [items[i] for i in order[start:start + batch_size]]
+            batch = collate(chunk)
             batch = {k: v.to(device) for k, v in batch.items()}
             # token t is predicted from position t - 1; only the labelled positions go through the
             # output layer (the prompt's and the padding's vocabulary-wide logits are never built)
@@ -47,6 +49,9 @@ def heldout_nll(model, tokenizer, pairs: pl.DataFrame, *, system: str, max_seq_l
             # the loss in float32 whatever the weights
             total += float(torch.nn.functional.cross_entropy(logits.float(), targets[scored], reduction="sum"))
             tokens += int(scored.sum())
+            # every token of each sequence is read (prompt and answer), none generated
+            ledger.add_tokens(sum(len(t.input_ids) for t in chunk), 0)
+            ledger.add_examples(len(chunk))
     mean = total / tokens
     return {"heldout_nll": mean, "heldout_ppl": math.exp(mean), "heldout_tokens": tokens,
             "heldout_n": len(items), "heldout_dropped": dropped}

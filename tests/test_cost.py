@@ -350,14 +350,14 @@ def test_every_compute_stage_has_its_cost_entry_out():
 
 def test_a_new_stage_without_a_cost_entry_is_caught(tmp_path):
     text = (ROOT / "dvc.yaml").read_text()
-    planted = text.replace("\nstages:\n", "\nstages:\n  export:\n    cmd: python stages/export.py\n"
-                           "    outs:\n      - data/export\n", 1)
+    planted = text.replace("\nstages:\n", "\nstages:\n  publish:\n    cmd: python stages/publish.py\n"
+                           "    outs:\n      - data/publish\n", 1)
     planted = planted.replace("        - metrics/cost/judge@${item}.json:\n            cache: false\n", "", 1)
     planted = planted.replace("      - metrics/cost/corpus.json:\n          cache: false\n",
                               "      - metrics/cost/corpus.json\n", 1)
     (tmp_path / "dvc.yaml").write_text(planted)
     assert cost_problems(tmp_path / "dvc.yaml") == [
-        "export: no out metrics/cost/export.json", "corpus: metrics/cost/corpus.json must be `cache: false`",
+        "publish: no out metrics/cost/publish.json", "corpus: metrics/cost/corpus.json must be `cache: false`",
         "judge@${item}: no out metrics/cost/judge@${item}.json"]
 
 

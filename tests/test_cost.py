@@ -321,7 +321,8 @@ def test_merge_of_nothing_is_zero():
 def cost_problems(dvc_yaml: Path) -> list[str]:
     """Every stage but `cost` must have the out metrics/cost/<its DVC name>.json, uncached (cache: false
     keeps it out of the cache yet DVC's run cache restores it with the stage); `cost` must read the
-    entries' directory and declare metrics/cost.json a metrics file."""
+    entries' directory and write metrics/cost.json as an uncached out (not a DVC metrics file, which
+    would add every stage's fields to `dvc metrics show`)."""
     stages = YAML(typ="safe").load(dvc_yaml.read_text())["stages"]
     problems = []
     for name, body in stages.items():
@@ -339,8 +340,8 @@ def cost_problems(dvc_yaml: Path) -> list[str]:
     cost = stages.get("cost", {})
     if "metrics/cost" not in cost.get("deps", []):
         problems.append("cost: does not depend on metrics/cost")
-    if {"metrics/cost.json": {"cache": False}} not in cost.get("metrics", []):
-        problems.append("cost: metrics/cost.json is not its uncached metrics file")
+    if {"metrics/cost.json": {"cache": False}} not in cost.get("outs", []) or cost.get("metrics"):
+        problems.append("cost: metrics/cost.json is not its uncached out (and no DVC metrics file)")
     return problems
 
 

@@ -168,7 +168,8 @@ def test_every_model_card_carries_its_metrics(exported):
         assert win == f"{ev[name]['win_rate']:.2f} (95% CI {ev[name]['ci_low']:.2f} to {ev[name]['ci_high']:.2f})"
         assert _row(card.text, "held-out NLL per token")[0].startswith(f"{ev[name]['heldout_nll']:.4f} ")
     it2 = (exported / "exports/models/it2/README.md").read_text()
-    assert "| paired win rate vs it1 | 50.57 (95% CI 49.70 to 51.47) |" in it2
+    pair = json.loads((ROOT / "metrics/eval/paired.json").read_text())["comparisons"]["it2_vs_it1"]
+    assert f"| paired win rate vs it1 | {pair['win_rate']:.2f} (95% CI {pair['ci_low']:.2f} to {pair['ci_high']:.2f}) |" in it2
     assert "hf upload <user>/humpback-it2 models/it2 ." in it2
     assert "exports/models/it2/README.md README.md" in it2
 

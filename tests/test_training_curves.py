@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import dvc_stage
-import polars as pl
 import pytest
 from ruamel.yaml import YAML
+from test_training_run import PAIRS  # the same twelve seed pairs
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 import humpback.training.trainer as trainer_mod
@@ -30,11 +30,6 @@ from humpback.training.schedule import lr_factor
 from humpback.training.trainer import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = pl.DataFrame({
-    "instruction": [f"Tell me fact number {i} about rivers." for i in range(12)],
-    "output": [f"River fact {i}: water flows downhill toward the sea." for i in range(12)],
-    "source_id": [str(i) for i in range(12)],
-})
 # 6 steps of 2 examples: 3 of warmup (ceil(0.4 * 6)), then down to 0.2 of the peak
 FAST = TrainConfig(max_steps=6, batch_size=2, small_data_batch_size=2, per_device_batch_size=2, max_seq_len=48,
                    learning_rate=5e-3, final_lr_ratio=0.2, warmup_ratio=0.4, logging_steps=1, bf16=False)
@@ -193,12 +188,17 @@ def test_every_training_stage_writes_its_curves_as_an_uncached_output_that_the_p
                                             for m in ("backward", "m0", "it1", "it2")}
 
 
-def test_the_stage_writes_curves_where_dvc_yaml_says(tiny_model_dir, tmp_path, monkeypatch):
+def _stage_workspace(tmp_path: Path, tiny_model_dir: Path, params: str) -> None:
+    """A project folder a training stage runs in: models/base, the seed pairs and a params file."""
     (tmp_path / "models").mkdir()
     shutil.copytree(tiny_model_dir, tmp_path / "models" / "base")
     (tmp_path / "data" / "prepared").mkdir(parents=True)
     PAIRS.write_parquet(tmp_path / "data/prepared/seed.parquet")
-    (tmp_path / "params.yaml").write_text(
+    (tmp_path / "params.yaml").write_text(params)
+
+
+def test_the_stage_writes_curves_where_dvc_yaml_says(tiny_model_dir, tmp_path, monkeypatch):
+    _stage_workspace(tmp_path, tiny_model_dir,
         "train:\n  max_steps: 5\n  batch_size: 2\n  small_data_batch_size: 2\n  per_device_batch_size: 2\n"
         "  max_seq_len: 48\n  bf16: false\n")  # logging_steps left at its default: every step
     monkeypatch.chdir(tmp_path)
@@ -211,11 +211,7 @@ def test_the_stage_writes_curves_where_dvc_yaml_says(tiny_model_dir, tmp_path, m
 @pytest.mark.slow  # two processes, each importing torch and transformers: about 30 s on 2 cores
 def test_under_two_processes_one_writer_logs_the_mean_loss_once_per_step(tiny_model_dir, tmp_path):
     """A real 2-process DDP run on CPU (gloo), launched as accelerate's multi-process launcher does."""
-    (tmp_path / "models").mkdir()
-    shutil.copytree(tiny_model_dir, tmp_path / "models" / "base")
-    (tmp_path / "data" / "prepared").mkdir(parents=True)
-    PAIRS.write_parquet(tmp_path / "data/prepared/seed.parquet")
-    (tmp_path / "params.yaml").write_text(
+    _stage_workspace(tmp_path, tiny_model_dir,
         "train:\n  max_steps: 4\n  batch_size: 2\n  small_data_batch_size: 2\n  per_device_batch_size: 1\n"
         "  max_seq_len: 48\n  bf16: false\n  cpu_threads: 1\n")
     script, *args = dvc_stage.command("train_m0")[1:]

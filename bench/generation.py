@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from humpback.engines import cpu_attention
 from humpback.engines.base import Sampling
 from humpback.engines.config import EngineConfig
 from humpback.engines.transformers_engine import TransformersEngine
@@ -29,8 +30,15 @@ ASKS = ["Explain how {} work in simple terms.", "Give three facts about {}.",
         "Write a short poem about {}.", "What should a beginner know about {}?"]
 
 
-def prompts(n: int) -> list:
-    return [chat(ASKS[i % len(ASKS)].format(TOPICS[i // len(ASKS) % len(TOPICS)])) for i in range(n)]
+def prompts(n: int, passage_words: int = 0) -> list:
+    """n short requests; with passage_words, each opens with a passage of about that many words (as
+    augment's prompts hold a whole segment), different for each request."""
+    asks = [ASKS[i % len(ASKS)].format(TOPICS[i // len(ASKS) % len(TOPICS)]) for i in range(n)]
+    if passage_words:
+        words = [f"{TOPICS[(i * 7 + k) % len(TOPICS)]} {k}" for i in range(n) for k in range(passage_words // 2)]
+        per = passage_words // 2
+        asks = [" ".join(words[i * per:(i + 1) * per]) + "\n\n" + ask for i, ask in enumerate(asks)]
+    return [chat(a) for a in asks]
 
 
 def _reply_tokens(engine: TransformersEngine, texts: list[str]) -> int:
@@ -56,21 +64,26 @@ def _timed(fn) -> tuple[float, list[str]]:
 
 
 def run(base: str | None = None, n_prompts: int = 32, new_tokens: int = 64, batch: int = 16,
-        attention: tuple[str, ...] = ("sdpa", "eager"), dtype: str = "auto", threads: int = 0) -> dict:
+        attention: tuple[str, ...] = (cpu_attention.NAME, "sdpa", "eager"), dtype: str = "auto", threads: int = 0,
+        naive_attention: tuple[str, ...] = ("sdpa",), passage_words: int = 0) -> dict:
+    """`attention`: the implementations the engine runs with (on CPU the engine's own default is
+    cpu_attention.NAME); `naive_attention`: those the one-prompt-at-a-time baseline runs with."""
     with tempfile.TemporaryDirectory() as tmp:
         if base is None or not Path(base).exists():
             base = str(prepare_base(BaseModelConfig(), Path(tmp) / "base").base)
         engine = TransformersEngine(base, EngineConfig(backend="transformers", dtype=dtype, batch_size=batch,
                                                   cpu_threads=threads))
-        reqs = prompts(n_prompts)
+        reqs = prompts(n_prompts, passage_words)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=new_tokens, seed=0)
         engine.generate(reqs[:batch], Sampling(temperature=0.0, max_new_tokens=2), desc="warm-up")
         results: dict[str, dict] = {}
         reference = None
         for attn in attention:
             engine.model.set_attn_implementation(attn)
-            for name, fn in ((f"naive/{attn}", lambda: naive(engine, reqs, new_tokens)),
-                             (f"engine-b{batch}/{attn}", lambda: engine.generate(reqs, greedy, desc="bench"))):
+            settings = [(f"engine-b{batch}/{attn}", lambda: engine.generate(reqs, greedy, desc="bench"))]
+            if attn in naive_attention:
+                settings.insert(0, (f"naive/{attn}", lambda: naive(engine, reqs, new_tokens)))
+            for name, fn in settings:
                 seconds, texts = _timed(fn)
                 reference = reference or texts
                 tokens = _reply_tokens(engine, texts)
@@ -82,6 +95,7 @@ def run(base: str | None = None, n_prompts: int = 32, new_tokens: int = 64, batc
             if n and e:
                 e["speedup_vs_naive"] = round(e["tokens_per_s"] / n["tokens_per_s"], 2)
         results["_setup"] = {"dtype": engine.dtype, "device": engine.device, "prompts": n_prompts,
+                             "prompt_tokens": sum(len(encode(engine.tok, r)) for r in reqs),
                              "new_tokens": new_tokens, "threads": torch.get_num_threads()}
         engine.close()
     print(f"{'setting':<20} {'seconds':>8} {'tokens':>7} {'tok/s':>8} {'speedup':>8} {'same text':>9}")
@@ -106,10 +120,13 @@ def workload_parser(doc: str) -> argparse.ArgumentParser:
 
 def main() -> None:
     p = workload_parser(__doc__)
-    p.add_argument("--attention", default="sdpa,eager", help="comma-separated attention implementations")
+    p.add_argument("--attention", default=f"{cpu_attention.NAME},sdpa,eager",
+                   help="comma-separated attention implementations")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = the engine default (every core)")
+    p.add_argument("--passage-words", type=int, default=0, help="open each prompt with a passage this long")
     a = p.parse_args()
-    run(a.base, a.prompts, a.new_tokens, a.batch, tuple(a.attention.split(",")), a.dtype, a.threads)
+    run(a.base, a.prompts, a.new_tokens, a.batch, tuple(a.attention.split(",")), a.dtype, a.threads,
+        passage_words=a.passage_words)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training throughput on the seed set's own examples: the default setup (LoRA, bf16 autocast, the
 head and loss at labelled positions only) against the model's own loss (logits at every position)
-and against fp32 full fine-tuning, for the backward model and the forward models.
+and against fp32 full fine-tuning, for the backward model and the forward models; and what dropout
+costs (the previous default's model 0.1 + LoRA 0.05; the paper's full fine-tuning with 0.1).
 
     python bench/training.py [--base models/base] [--steps 3] [--batch 4]
 
@@ -16,11 +17,12 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from humpback.models import BaseModelConfig, load_tokenizer, prepare_base, resolve
@@ -28,15 +30,19 @@ from humpback.prompts import PromptsConfig
 from humpback.training.config import TrainConfig
 from humpback.training.data import Collator, build_examples, tokenize_all
 from humpback.training.loss import LabelOnlyLoss
-from humpback.training.trainer import use_bf16, with_lora
+from humpback.training.trainer import frozen_linears_in, set_dropout, use_bf16, with_lora
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "data" / "seed" / "seed.jsonl"
-SETTINGS = {  # name -> (mode, bf16, loss positions)
-    "lora+bf16 labelled": ("lora", True, "labelled"),
-    "lora+bf16 all": ("lora", True, "all"),
-    "lora+fp32 all": ("lora", False, "all"),
-    "full+fp32 all": ("full", False, "all"),
+# (model dropout, LoRA dropout) of the previous default and, for the model, of the paper's recipe
+DROPOUT = (0.1, 0.05)
+SETTINGS = {  # name -> (mode, bf16, loss positions, dropout); dropout None: the defaults (TrainConfig)
+    "lora+bf16 labelled": ("lora", True, "labelled", None),
+    "lora+bf16 all": ("lora", True, "all", None),
+    "lora+fp32 all": ("lora", False, "all", None),
+    "full+fp32 all": ("full", False, "all", None),
+    "lora+bf16 labelled, dropout": ("lora", True, "labelled", DROPOUT),
+    "full+fp32 all, dropout": ("full", False, "all", DROPOUT),
 }
 
 
@@ -69,13 +75,19 @@ def padding_share(lengths: list[int], micro: int, effective: int, seed: int = 0)
     return out
 
 
-def bench_one(base: str, mode: str, bf16: bool, positions: str, data: list[dict]) -> dict:
+def bench_one(base: str, mode: str, bf16: bool, positions: str, dropout: tuple | None, data: list[dict]) -> dict:
     cfg = TrainConfig(mode=mode)
+    if dropout is not None:
+        cfg = replace(cfg, dropout=dropout[0], lora=replace(cfg.lora, dropout=dropout[1]))
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(base)
+    set_dropout(config, cfg.dropout)  # as training sets it (Llama: attention dropout)
+    model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=torch.float32)
     model.config.use_cache = False
     if mode == "lora":
         model = with_lora(model, cfg.lora)
+        if bf16:
+            frozen_linears_in(model, torch.bfloat16)  # as training does under bf16
     model.train()
     label_only = LabelOnlyLoss(model) if positions == "labelled" else None
     params = [p for p in model.parameters() if p.requires_grad]
@@ -125,15 +137,15 @@ def run(base: str | None = None, steps: int = 3, batch: int = 4, max_seq_len: in
             # made whichever setting ran first 2x slower. One untimed LoRA run over the batches first.
             bench_one(base, *SETTINGS["lora+bf16 all" if use_bf16("auto") else "lora+fp32 all"], data)
             for name in settings or list(SETTINGS):
-                mode, bf16, positions = SETTINGS[name]
+                mode, bf16, positions, dropout = SETTINGS[name]
                 if bf16 and not use_bf16("auto"):
                     continue
-                results[kind][name] = bench_one(base, mode, bf16, positions, data)
+                results[kind][name] = bench_one(base, mode, bf16, positions, dropout, data)
     print(f"\ntraining step, micro-batch {batch}, max_seq_len {max_seq_len}, {torch.get_num_threads()} threads")
-    print(f"{'kind':<9} {'setting':<20} {'s/step':>7} {'tokens/s':>9} {'labelled':>9}")
+    print(f"{'kind':<9} {'setting':<28} {'s/step':>7} {'tokens/s':>9} {'labelled':>9}")
     for kind in kinds:
         for name, r in results[kind].items():
-            print(f"{kind:<9} {name:<20} {r['s_per_step']:>7.2f} {r['tokens_per_s']:>9.1f} {r['labelled_share']:>9.3f}")
+            print(f"{kind:<9} {name:<28} {r['s_per_step']:>7.2f} {r['tokens_per_s']:>9.1f} {r['labelled_share']:>9.3f}")
     print("padded share of the positions, one epoch:", results["padding"])
     return results
 

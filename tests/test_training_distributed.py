@@ -208,17 +208,19 @@ def test_fsdp_processes_other_than_the_main_one_read_no_weights(tiny_model_dir, 
     set_env(monkeypatch, launch_env(ROOT / "configs/accelerate/fsdp.yaml"))
     config, _, _ = trainer_mod._base_config(str(tiny_model_dir), FAST)
     cpu = torch.device("cpu")
-    main = trainer_mod._load_model(str(tiny_model_dir), config, FAST, SimpleNamespace(process_index=0, device=cpu),
+    main = trainer_mod._load_model(str(tiny_model_dir), config, FAST, SimpleNamespace(process_index=0, device=cpu, bf16=True),
                                    launch())
 
     def no_read(*args, **kwargs):
         raise AssertionError("a process other than the main one read the checkpoint")
 
     monkeypatch.setattr(trainer_mod.AutoModelForCausalLM, "from_pretrained", no_read)
-    other = trainer_mod._load_model(str(tiny_model_dir), config, FAST, SimpleNamespace(process_index=1, device=cpu),
+    other = trainer_mod._load_model(str(tiny_model_dir), config, FAST, SimpleNamespace(process_index=1, device=cpu, bf16=True),
                                     launch())
     assert {p.device.type for p in other.parameters()} == {"meta"}
     assert not any(p.device.type == "meta" for p in main.parameters())
+    # FSDP flattens weights that must share a dtype: under bf16 the frozen ones stay fp32 here
+    assert {p.dtype for p in main.parameters()} == {p.dtype for p in other.parameters()} == {torch.float32}
     # the same parameters for accelerate to fill from the main process, and real buffers it keeps
     assert [(n, p.shape, p.dtype) for n, p in other.named_parameters()] == \
         [(n, p.shape, p.dtype) for n, p in main.named_parameters()]

@@ -141,3 +141,27 @@ def test_realistic_outputs_build_a_page(tmp_path):
     reasons = {r["aug"][0] for r in data["rows"] if r["aug"]}
     assert {"echo", "meta_instruction", "empty"} <= reasons
     assert {r["it"][1][2] for r in data["rows"] if not r["aug"]} == {"kept", "below_threshold", "beyond_cap", "unparsed"}
+
+
+def test_explain_details_name_the_rule_and_its_numbers():
+    """A hand-worked case: 6 rows, one unparsed, threshold 3 (a score equal to it passes), the best
+    half of the 5 scored (3 rows) at most 2 rows, then a sample of 1."""
+    scored = pl.DataFrame({"segment_id": list("abcdef"), "instruction": ["i"] * 6, "output": ["o"] * 6,
+                           "score": [5.0, 4.5, 4.0, 3.0, 2.0, None]}, schema_overrides={"score": pl.Float64})
+    cfg = SelectConfig(threshold=3, top_share=0.5, max_examples=2, sample=1, seed=0)
+    v = explain(scored, cfg, source="scores/it1.parquet")
+    rows = {r["segment_id"]: (r["reason"], r["detail"]) for r in v.iter_rows(named=True)}
+    caps = "max_examples 2, top_share 0.5 of 5 scored = 3"
+    assert rows["f"] == ("unparsed", "no rating parsed: an unscored row is never kept")
+    assert rows["e"] == ("below_threshold", "score < threshold 3")
+    assert rows["d"] == ("beyond_cap", f"score >= threshold 3 but not among the best ({caps})")
+    assert rows["c"] == ("beyond_cap", f"score >= threshold 3 but not among the best ({caps})")
+    kept = [k for k, (reason, _) in rows.items() if reason == "kept"]
+    drawn = [k for k, (reason, _) in rows.items() if reason == "not_sampled"]
+    assert len(kept) == 1 and sorted(kept + drawn) == ["a", "b"]
+    assert rows[kept[0]][1] == f"score >= threshold 3 and among the best ({caps}); drawn in the random sample of 1 (seed 0)"
+    assert rows[drawn[0]][1] == "passed the threshold and caps but not drawn in the random sample of 1 (seed 0) out of 2"
+    plain = explain(scored, SelectConfig(curate=False))
+    assert set(plain["detail"]) == {"select.curate is false: every candidate kept"} and plain["kept"].all()
+    with pytest.raises(InputError, match=r"scores/it1\.parquet.*duplicate segment_id: a row's verdict would be ambiguous"):
+        explain(pl.concat([scored, scored.head(1)]), cfg, source="scores/it1.parquet")

@@ -34,10 +34,9 @@ def prompts(n: int, passage_words: int = 0) -> list:
     """n short requests; with passage_words, each opens with a passage of about that many words (as
     augment's prompts hold a whole segment), different for each request."""
     asks = [ASKS[i % len(ASKS)].format(TOPICS[i // len(ASKS) % len(TOPICS)]) for i in range(n)]
-    if passage_words:
-        words = [f"{TOPICS[(i * 7 + k) % len(TOPICS)]} {k}" for i in range(n) for k in range(passage_words // 2)]
-        per = passage_words // 2
-        asks = [" ".join(words[i * per:(i + 1) * per]) + "\n\n" + ask for i, ask in enumerate(asks)]
+    if passage_words:  # two words ("<topic> <k>") per step
+        asks = [" ".join(f"{TOPICS[(i * 7 + k) % len(TOPICS)]} {k}" for k in range(passage_words // 2)) + "\n\n" + ask
+                for i, ask in enumerate(asks)]
     return [chat(a) for a in asks]
 
 

@@ -4,7 +4,8 @@
   --kind m0        seed pairs under the seed tag                          -> M0, the first curator
   --kind forward   seed (seed tag) + --curated pairs (augmented tag)      -> M1, M2, ...
 
-A forward run reads the train and mix sections as its --iteration sees them (the iteration's
+A backward run reads the train section with the backward section's `train:` keys on top (3 epochs
+by default). A forward run reads the train and mix sections as its --iteration sees them (the iteration's
 overrides on top): mix.seed false leaves the seed pairs out; a curated table that select@ drew
 with select.sample N > 0 trains, under mix.scaling_steps, for the paper's steps at its batch size
 for N (Table 18).
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_section("train", args.params, iteration=args.iteration)
         mix = load_section("mix", args.params, iteration=args.iteration)
     else:
-        cfg = load_section("train", args.params)
+        # the backward model reads train with the backward section's keys on top; m0 reads train as written
+        cfg = load_section("train", args.params, backward=args.kind == "backward")
     prompts = load_section("prompts", args.params)
     seed = read_pairs(args.seed_data, "seed pairs")
     curated = _curated(args.curated, with_seed=mix is None or mix.seed) if args.curated else None

@@ -349,3 +349,35 @@ def test_check_params_refuses_settings_the_backend_cannot_run(tmp_path, capsys, 
                                     "{backend: transformers, device: cpu}"])
 def test_check_params_accepts_what_the_backend_can_run(tmp_path, engine):
     assert "engine" in validate_all(_params(tmp_path, f"engine: {engine}\n"))
+
+
+def test_the_backward_model_reads_train_with_its_own_keys_on_top(tmp_path):
+    p = _params(tmp_path, "train:\n  epochs: 1\n  learning_rate: 1.0e-4\n  lora: {r: 4, alpha: 16}\n"
+                          "backward:\n  train: {epochs: 3, lora: {r: 8}}\n")
+    bw, m0 = load_section("train", p, backward=True), load_section("train", p)
+    assert (bw.epochs, bw.learning_rate, bw.lora.r, bw.lora.alpha) == (3, 1e-4, 8, 16)
+    assert (m0.epochs, m0.lora.r) == (1, 4)  # every other model: the section as written
+    assert load_section("train", p, iteration="it1").epochs == 1
+    validate_all(p)
+    # no backward section: the code default (3 epochs); an empty one: the train section as written
+    assert load_section("train", _params(tmp_path, "train: {epochs: 2}\n"), backward=True).epochs == 3
+    assert load_section("train", _params(tmp_path, "train: {epochs: 2}\nbackward: {train: {}}\n"),
+                        backward=True).epochs == 2
+
+
+@pytest.mark.parametrize("body, message", [
+    ("train: {epoch: 3}", "params.yaml: backward.train: unknown key(s) epoch; known: "),
+    ("train: {epochs: 0}", "params.yaml: backward.train.epochs: 0 is out of range"),
+    ("train: {lora: {dropout: 1.0}}", "params.yaml: backward.train.lora.dropout: 1 is out of range"),
+    ("train: 3", "params.yaml: backward.train: expected a mapping"),
+    ("epochs: 3", "params.yaml: backward: unknown key(s) epochs; known: train"),
+])
+def test_a_bad_backward_key_is_an_error_naming_its_full_path(tmp_path, body, message):
+    p = _params(tmp_path, f"backward: {{{body}}}\n")
+    with pytest.raises(ConfigError) as e:
+        validate_all(p)
+    assert message in str(e.value)
+    with pytest.raises(ConfigError) as e:  # the stage that reads it says the same
+        load_section("train", p, backward=True)
+    assert message in str(e.value)
+    load_section("train", p)  # m0 and the forward models do not read it

@@ -159,6 +159,7 @@ def _check(trustworthy: bool) -> dict:
 
 
 def _write(root: Path, name: str, data) -> None:
+    (root / "metrics/eval" / name).parent.mkdir(parents=True, exist_ok=True)
     (root / "metrics/eval" / name).write_text(json.dumps(data))
 
 
@@ -203,7 +204,13 @@ def test_report_paired_heldout_and_length_controlled(tmp_path):
         "m0_vs_base": comp("m0", "base", 70.0, 58.0, 81.0), "it1_vs_m0": comp("it1", "m0", 55.0, 44.0, 66.0),
         "it2_vs_it1": comp("it2", "it1", 52.0, 41.0, 63.0)}})
     _write(tmp_path, "judge_check.json", _check(True))
+    _write(tmp_path, "backward/base.json", {"heldout_nll": 2.6327, "heldout_tokens": 267, "heldout_n": 16})
+    _write(tmp_path, "backward/backward.json", {"heldout_nll": 1.8133, "heldout_tokens": 267, "heldout_n": 16})
     data = build_report(["base", "m0", "it1", "it2"], ["it1", "it2"], paths)
+    assert data.backward == [{"model": "base", "heldout_nll": 2.6327, "heldout_tokens": 267, "heldout_n": 16},
+                             {"model": "backward", "heldout_nll": 1.8133, "heldout_tokens": 267, "heldout_n": 16}]
+    backward_html = (tmp_path / "metrics/report/index.html").read_text().split("held-out instructions</h2>")[1]
+    assert "<td>backward</td><td>1.81</td><td>267</td><td>16</td>" in backward_html.split("</table>")[0]
     wr = json.loads((tmp_path / "metrics/plots/win_rate.json").read_text())
     assert [r["lc_win_rate"] for r in wr] == [50.0, 55.5, 61.0, 63.0]  # from the joint fit's file
     paired = json.loads((tmp_path / "metrics/plots/paired.json").read_text())
@@ -232,3 +239,4 @@ def test_report_without_the_new_files(tmp_path):
     assert json.loads((tmp_path / "metrics/plots/paired.json").read_text()) == []
     page = (tmp_path / "metrics/report/index.html").read_text()
     assert "no comparisons" in page and "<h2>Judge check</h2><p>not run</p>" in page
+    assert data.backward == [] and "not measured (stage heldout_backward)" in page

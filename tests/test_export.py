@@ -66,6 +66,9 @@ def project(tmp_path, monkeypatch):
     _json(tmp_path / "metrics/train/it1.json", _train_metrics("it1", 5, 3))
     _json(tmp_path / "metrics/train/it2.json", _train_metrics("it2", 5, 4))
     shutil.copytree(ROOT / "metrics/eval", tmp_path / "metrics/eval")
+    for model, nll in (("base", 2.6327), ("backward", 1.8133)):  # heldout_backward@<model>
+        _json(tmp_path / f"metrics/eval/backward/{model}.json", {"heldout_nll": nll, "heldout_ppl": 6.1,
+              "heldout_tokens": 267, "heldout_n": 16, "heldout_dropped": 0, "model": model, "kind": "backward"})
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -157,8 +160,11 @@ def test_every_model_card_carries_its_metrics(exported):
         assert card.data.library_name == "peft" and card.data.license == "other"
         train = json.loads((exported / f"metrics/train/{name}.json").read_text())
         assert _row(card.text, "examples trained on") == [str(train["examples"])]
-        if name == "backward":
-            assert card.data.eval_results is None and "Not evaluated." in card.text
+        if name == "backward":  # not judged; its held-out instructions' NLL, beside the base's
+            assert card.data.eval_results is None and "Not evaluated." not in card.text
+            assert _row(card.text, "held-out instruction NLL per token, this model") == [
+                "1.8133 (16 pairs, 267 tokens)", "`metrics/eval/backward/backward.json`"]
+            assert _row(card.text, "held-out instruction NLL per token, the base model")[0].startswith("2.6327 ")
             continue
         got = {r.metric_type: r.metric_value for r in card.data.eval_results}
         assert got == pytest.approx({"win_rate": ev[name]["win_rate"], "win_rate_ci_low": ev[name]["ci_low"],
@@ -180,6 +186,16 @@ def test_the_train_params_in_a_card_are_those_its_iteration_saw(project, monkeyp
     assert _run(project, monkeypatch, capsys).returncode == 0
     assert "learning_rate: 5e-05" in (project / "exports/models/it2/README.md").read_text()
     assert "learning_rate: 0.0002" in (project / "exports/models/it1/README.md").read_text()
+    # the backward model trained with the backward section's keys on top of train
+    assert "epochs: 3" in (project / "exports/models/backward/README.md").read_text()
+    assert "epochs: 1" in (project / "exports/models/m0/README.md").read_text()
+
+
+def test_a_backward_model_without_its_heldout_files_is_not_evaluated(project, monkeypatch, capsys):
+    shutil.rmtree(project / "metrics/eval/backward")
+    assert _run(project, monkeypatch, capsys).returncode == 0
+    card = (project / "exports/models/backward/README.md").read_text()
+    assert "Not evaluated." in card and "held-out instruction NLL" not in card
 
 
 def test_a_full_checkpoint_is_a_transformers_card_and_set_licenses_show(project, monkeypatch, capsys):

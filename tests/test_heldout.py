@@ -16,10 +16,10 @@ from test_eval_fakes import LongerJudge
 
 from humpback import rendering
 from humpback.evaluation import loading
-from humpback.evaluation.heldout import heldout_nll
+from humpback.evaluation.heldout import backward, forward, heldout_nll
 from humpback.io import write_parquet
 from humpback.models import load_model, load_tokenizer, resolve
-from humpback.prompts import forward_messages
+from humpback.prompts import PromptsConfig, forward_messages
 from humpback.training.data import tokenize_example
 
 SYSTEM = "Answer in the style of an AI Assistant."
@@ -37,12 +37,12 @@ def tiny(tiny_model_dir):
     return load_model(ref, dtype="float32"), load_tokenizer(ref)
 
 
-def hand_nll(model, tok, pairs: pl.DataFrame, system: str) -> tuple[float, int]:
+def hand_nll(model, tok, pairs: pl.DataFrame, system: str, conversation=None) -> tuple[float, int]:
     """One pair at a time, no padding: the reply's tokens up to and including the first EOS after the
     prompt, each scored by log_softmax of the logits one position earlier."""
     total, count = 0.0, 0
     for ins, out in zip(pairs["instruction"], pairs["output"], strict=True):
-        msgs = forward_messages(system, ins, out)
+        msgs = conversation(ins, out) if conversation else forward_messages(system, ins, out)
         prompt = rendering.token_ids(tok, msgs[:-1], generation_prompt=True)
         full = rendering.token_ids(tok, msgs, generation_prompt=False)
         assert full[: len(prompt)] == prompt
@@ -58,36 +58,50 @@ def hand_nll(model, tok, pairs: pl.DataFrame, system: str) -> tuple[float, int]:
 
 def test_equals_the_hand_computed_mean_over_answer_tokens(tiny):
     model, tok = tiny
-    got = heldout_nll(model, tok, PAIRS, system=SYSTEM, max_seq_len=512, batch_size=4)
+    got = heldout_nll(model, tok, PAIRS, forward(SYSTEM), max_seq_len=512, batch_size=4)
     want, tokens = hand_nll(model, tok, PAIRS, SYSTEM)
     assert got["heldout_n"] == 4 and got["heldout_tokens"] == tokens and got["heldout_dropped"] == 0
     assert got["heldout_nll"] == pytest.approx(want, rel=1e-5)
     # the system prompt is part of the prompt: another one scores differently
-    assert heldout_nll(model, tok, PAIRS, system="", max_seq_len=512)["heldout_nll"] != pytest.approx(want, rel=1e-6)
+    assert heldout_nll(model, tok, PAIRS, forward(""), max_seq_len=512)["heldout_nll"] != pytest.approx(want, rel=1e-6)
+
+
+def test_backward_scores_the_instructions_given_their_answers(tiny):
+    model, tok = tiny
+    prompts = PromptsConfig()
+    conversation = lambda ins, out: [  # noqa: E731  the backward template, written out here
+        {"role": "user", "content": prompts.backward_template.format(output=out)},
+        {"role": "assistant", "content": ins}]
+    got = heldout_nll(model, tok, PAIRS, backward(prompts), max_seq_len=512, batch_size=4)
+    want, tokens = hand_nll(model, tok, PAIRS, "", conversation)
+    assert got["heldout_n"] == 4 and got["heldout_tokens"] == tokens
+    assert got["heldout_nll"] == pytest.approx(want, rel=1e-5)
+    # the instructions are what is scored, not the answers: fewer tokens than the forward reading
+    assert tokens < heldout_nll(model, tok, PAIRS, forward(""), max_seq_len=512)["heldout_tokens"]
 
 
 def test_scores_what_training_labels_including_the_end_token(tiny):
     model, tok = tiny
-    got = heldout_nll(model, tok, PAIRS, system=SYSTEM, max_seq_len=512)
+    got = heldout_nll(model, tok, PAIRS, forward(SYSTEM), max_seq_len=512)
     labelled = [tokenize_example(tok, forward_messages(SYSTEM, i, o), 512) for i, o in
                 zip(PAIRS["instruction"], PAIRS["output"], strict=True)]
     replies = [[y for y in t.labels if y != -100] for t in labelled]
     assert got["heldout_tokens"] == sum(map(len, replies)) and all(r[-1] == tok.eos_token_id for r in replies)
     # a max_seq_len that cuts replies scores fewer tokens, as training would
-    assert heldout_nll(model, tok, PAIRS, system=SYSTEM, max_seq_len=40)["heldout_tokens"] < got["heldout_tokens"]
+    assert heldout_nll(model, tok, PAIRS, forward(SYSTEM), max_seq_len=40)["heldout_tokens"] < got["heldout_tokens"]
 
 
 def test_batching_and_padding_do_not_change_it(tiny):
     model, tok = tiny
-    one = heldout_nll(model, tok, PAIRS, system=SYSTEM, max_seq_len=512, batch_size=1)
-    four = heldout_nll(model, tok, PAIRS, system=SYSTEM, max_seq_len=512, batch_size=4)
+    one = heldout_nll(model, tok, PAIRS, forward(SYSTEM), max_seq_len=512, batch_size=1)
+    four = heldout_nll(model, tok, PAIRS, forward(SYSTEM), max_seq_len=512, batch_size=4)
     assert four["heldout_nll"] == pytest.approx(one["heldout_nll"], rel=1e-5)
     assert four["heldout_tokens"] == one["heldout_tokens"]
 
 
 def test_a_model_trained_on_the_answers_gets_a_lower_nll(tiny):
     model, tok = tiny
-    before = heldout_nll(model, tok, PAIRS, system=SYSTEM, max_seq_len=512)["heldout_nll"]
+    before = heldout_nll(model, tok, PAIRS, forward(SYSTEM), max_seq_len=512)["heldout_nll"]
     trained = copy.deepcopy(model).train()
     items = [tokenize_example(tok, forward_messages(SYSTEM, i, o), 512) for i, o in
              zip(PAIRS["instruction"], PAIRS["output"], strict=True)]
@@ -99,13 +113,13 @@ def test_a_model_trained_on_the_answers_gets_a_lower_nll(tiny):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    after = heldout_nll(trained.eval(), tok, PAIRS, system=SYSTEM, max_seq_len=512)["heldout_nll"]
+    after = heldout_nll(trained.eval(), tok, PAIRS, forward(SYSTEM), max_seq_len=512)["heldout_nll"]
     assert after < before - 1.0
 
 
 def test_no_pairs_gives_nulls(tiny):
     model, tok = tiny
-    got = heldout_nll(model, tok, PAIRS.clear(), system=SYSTEM, max_seq_len=512)
+    got = heldout_nll(model, tok, PAIRS.clear(), forward(SYSTEM), max_seq_len=512)
     assert got["heldout_nll"] is None and got["heldout_n"] == got["heldout_tokens"] == 0
 
 
@@ -132,6 +146,25 @@ def test_stage_on_a_lora_model(tmp_path, monkeypatch, tiny_lora_dir):
     want, tokens = hand_nll(model, tok, PAIRS, "SYS")
     assert got["heldout_n"] == 4 and got["heldout_tokens"] == tokens and got["model"] == "lora"
     assert got["heldout_nll"] == pytest.approx(want, rel=1e-4)
+
+
+def test_backward_stage_scores_the_instructions_cut_where_the_backward_training_cuts(tmp_path, monkeypatch,
+                                                                                    tiny_lora_dir):
+    ws = workspace(tmp_path, monkeypatch, PAIRS)
+    (ws / "models").mkdir()
+    (ws / "models/lora").symlink_to(tiny_lora_dir)
+    dvc_stage.run("heldout_backward", "lora")
+    got = json.loads((ws / "metrics/eval/backward/lora.json").read_text())
+    ref = resolve(tiny_lora_dir)
+    model, tok = load_model(ref, dtype="float32"), load_tokenizer(ref)
+    want, tokens = hand_nll(model, tok, PAIRS, "", backward(PromptsConfig()))
+    assert (got["kind"], got["model"], got["heldout_n"], got["heldout_tokens"]) == ("backward", "lora", 4, tokens)
+    assert got["heldout_nll"] == pytest.approx(want, rel=1e-4)
+    # the backward model's own max_seq_len (backward.train) applies, not the forward models'
+    (ws / "params.yaml").write_text(PARAMS + "train: {max_seq_len: 512}\nbackward: {train: {max_seq_len: 40}}\n")
+    dvc_stage.run("heldout_backward", "lora")
+    cut = json.loads((ws / "metrics/eval/backward/lora.json").read_text())
+    assert cut["heldout_dropped"] + cut["heldout_n"] == 4 and cut["heldout_tokens"] < tokens
 
 
 def test_stage_with_nothing_held_out_loads_no_model(tmp_path, monkeypatch):

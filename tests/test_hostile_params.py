@@ -169,7 +169,8 @@ def test_the_report_writes_no_file_outside_its_plots_directory(tmp_path):
 # with one hostile iteration name: each refuses with one line before it writes anything.
 STAGES = [("params", None), ("base_model", None), ("seed", None), ("corpus", None), ("train_backward", None),
           ("train_m0", None), ("augment", None), ("score", "it1"), ("select", "it1"), ("train", "it1"),
-          ("generate", "base"), ("judge", "base"), ("heldout", "base"), ("length_controlled", None), ("judge_check", None),
+          ("generate", "base"), ("judge", "base"), ("heldout", "base"), ("heldout_backward", "backward"),
+          ("length_controlled", None), ("judge_check", None),
           ("paired", None), ("report", None), ("export", None)]
 NO_PARAMS = {"cost"}  # merges the stages' compute entries; reads no params
 

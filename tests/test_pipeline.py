@@ -20,7 +20,8 @@ ALL_STAGES = {
     "params", "base_model", "seed", "corpus", "train_backward", "train_m0", "augment",
     *(f"{s}@{it}" for s in ("score", "select", "train") for it in ("it1", "it2")),
     *(f"{s}@{m}" for s in ("generate", "judge") for m in ("base", "m0", "it1", "it2")),
-    *(f"heldout@{m}" for m in ("base", "m0", "it1", "it2")), "length_controlled",
+    *(f"heldout@{m}" for m in ("base", "m0", "it1", "it2")), "heldout_backward@base", "heldout_backward@backward",
+    "length_controlled",
     "judge_check", "paired",
     "report", "export", "cost",
 }
@@ -145,7 +146,7 @@ def test_seed_change_makes_its_dependents_stale(workspace):
     stale = _stale_after_edit(workspace, "data/seed/seed.jsonl",
                               lambda p: p.write_text(p.read_text() + json.dumps(extra) + "\n"))
     assert {"seed", "train_backward", "train_m0", "augment", "score@it1", "train@it1", "train@it2",
-            "heldout@base", "report"} <= stale
+            "heldout@base", "heldout_backward@base", "heldout_backward@backward", "report"} <= stale
     assert not stale & {"params", "base_model", "corpus"}
 
 

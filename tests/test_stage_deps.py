@@ -90,3 +90,21 @@ def test_every_params_section_a_stage_reads_is_declared(tmp_path):
         "generate": ["reads `engine` but declares none of its keys"],
         "select": ["declares `train` keys but never reads the section"],
     }
+
+
+def test_the_backward_section_counts_for_the_backward_training_only(tmp_path):
+    root = _project(tmp_path)
+    text = (root / "dvc.yaml").read_text()
+    assert "      - train\n      - backward\n" in text
+    # train_backward without it: undeclared; train_m0 (the same script, --kind m0) declaring it: needless
+    text = text.replace("      - train\n      - backward\n", "      - train\n", 1)
+    m0 = text.index("  train_m0:")
+    text = text[:m0] + text[m0:].replace("      - train\n", "      - train\n      - backward\n", 1)
+    # export has no --kind: it reads the section for the backward model's card whatever it runs
+    text = text.replace("      - backward  # the backward model's card shows its training settings\n", "", 1)
+    (root / "dvc.yaml").write_text(text)
+    assert params_problems(root) == {
+        "train_backward": ["reads `backward` but declares none of its keys"],
+        "train_m0": ["declares `backward` keys but never reads the section"],
+        "export": ["reads `backward` but declares none of its keys"],
+    }

@@ -52,6 +52,7 @@ SECTIONS: dict[str, str] = {
     "engine": "humpback.engines.config:EngineConfig",
     "train": "humpback.training.config:TrainConfig",
     "mix": "humpback.training.config:MixConfig",
+    "backward": "humpback.training.config:BackwardConfig",
     "augment": "humpback.augment:AugmentConfig",
     "score": "humpback.curation.config:ScoreConfig",
     "select": "humpback.curation.config:SelectConfig",
@@ -652,10 +653,21 @@ def _effective(data: dict[str, Any], name: str, iteration: str, path: str | Path
         raise _prefixed(problems_of(e), path) from None
 
 
+def _for_backward(data: dict[str, Any], name: str, path: str | Path, obj: Any) -> Any:
+    """The train section as the backward model sees it: backward.train over its keys."""
+    if name != "train":
+        raise ValueError(f"section {name!r} has no backward-model overrides (only train)")
+    try:
+        return override(obj, _section(data, "backward", path).train, "backward.train")
+    except ConfigError as e:
+        raise _prefixed(problems_of(e), path) from None
+
+
 def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | None = None, *,
-                 iteration: str | None = None) -> T:
+                 iteration: str | None = None, backward: bool = False) -> T:
     """Read one section; a missing section means all defaults. With `iteration` (select, train, mix
     only): the section as that iteration sees it, `iterations.<iteration>.<name>` over its keys.
+    With `backward` (train only): the backward model's, `backward.train` over its keys.
 
     Every reader checks the whole file's names and command paths first (read_params), so a stage
     refuses a file dvc.yaml would have turned into an unsafe command, whatever section it reads."""
@@ -663,6 +675,8 @@ def load_section(name: str, path: str | Path = DEFAULT_PARAMS, cls: type[T] | No
         raise ConfigError(f"{path}: '{name}' is not a known section")
     data = read_params(path)
     obj = _section(data, name, path, cls)
+    if backward:
+        return _for_backward(data, name, path, obj)
     return obj if iteration is None else _effective(data, name, iteration, path, obj)
 
 
@@ -680,6 +694,11 @@ def validate_all(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
                 sections[name] = _convert_section(data, name)
             except ConfigError as e:
                 problems += problems_of(e)
+    if "backward" in sections:  # its keys over the train section, as the train_backward stage reads them
+        try:
+            override(sections.get("train") or default_section("train"), sections["backward"].train, "backward.train")
+        except ConfigError as e:
+            problems += problems_of(e)
     its = data.get("iterations")
     for it, body in (its.items() if isinstance(its, dict) else ()):
         if not isinstance(body, dict) or name_problem(str(it), iteration=True):

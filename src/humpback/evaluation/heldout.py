@@ -1,33 +1,49 @@
-"""Held-out likelihood: the mean negative log-likelihood per answer token of the held-out human
-answers (data/prepared/heldout.parquet) under one model.
+"""Held-out likelihood: the mean negative log-likelihood per reply token of the held-out human pairs
+(data/prepared/heldout.parquet) under one model.
 
-Each pair is prompted as the model is at eval time (the inference system prompt, the model's chat
-format) and tokenised by the training code itself (`training.data.tokenize_example`), so the tokens
-scored are exactly those training would put the loss on: the reply and its end-of-turn token.
+A forward model is scored on the answers, each pair prompted as the model is at eval time (the
+inference system prompt); the backward model on the instructions, each prompted with its answer as
+the backward model is in training and in augment. Either is tokenised by the training code itself
+(`training.data.tokenize_example`), in the model's chat format, so the tokens scored are exactly
+those training would put the loss on: the reply and its end-of-turn token.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import polars as pl
 import torch
 
 from humpback import ledger
-from humpback.prompts import forward_messages
+from humpback.prompts import Messages, PromptsConfig, backward_messages, forward_messages
 from humpback.training.data import IGNORE, Collator, TokenizeStats, tokenize_example
 
 EMPTY = {"heldout_nll": None, "heldout_ppl": None, "heldout_tokens": 0, "heldout_n": 0, "heldout_dropped": 0}
 
+Conversation = Callable[[str, str], Messages]  # (instruction, output) -> the messages, the reply last
 
-def heldout_nll(model, tokenizer, pairs: pl.DataFrame, *, system: str, max_seq_len: int,
+
+def forward(system: str) -> Conversation:
+    """A forward model's conversation: the instruction under `system`, the answer as the reply."""
+    return lambda instruction, output: forward_messages(system, instruction, output)
+
+
+def backward(prompts: PromptsConfig) -> Conversation:
+    """The backward model's conversation: the answer in its template, the instruction as the reply."""
+    return lambda instruction, output: backward_messages(prompts, output, instruction)
+
+
+def heldout_nll(model, tokenizer, pairs: pl.DataFrame, conversation: Conversation, *, max_seq_len: int,
                 batch_size: int = 16) -> dict:
-    """{"heldout_nll": mean NLL (nats) per answer token, "heldout_ppl", "heldout_tokens", "heldout_n"
-    (pairs scored), "heldout_dropped" (pairs whose prompt leaves no room in max_seq_len)}. No pairs:
-    nulls and zero counts."""
+    """{"heldout_nll": mean NLL (nats) per reply token, "heldout_ppl", "heldout_tokens", "heldout_n"
+    (pairs scored), "heldout_dropped" (pairs whose prompt leaves no room in max_seq_len)}, each pair
+    made a conversation by `conversation` (`forward(system)`, `backward(prompts)`). No pairs: nulls
+    and zero counts."""
     stats = TokenizeStats()
     items = [t for ins, out in zip(pairs["instruction"], pairs["output"], strict=True)
-             if (t := tokenize_example(tokenizer, forward_messages(system, ins, out), max_seq_len, stats)) is not None]
+             if (t := tokenize_example(tokenizer, conversation(ins, out), max_seq_len, stats)) is not None]
     dropped = sum(stats.dropped.values())
     if not items:
         return {**EMPTY, "heldout_dropped": dropped}

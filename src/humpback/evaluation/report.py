@@ -50,6 +50,7 @@ class ReportPaths:
 JUDGE_CHECK = "judge_check.json"
 PAIRED = "paired.json"
 LENGTH_CONTROLLED = "length_controlled.json"
+BACKWARD = "backward"  # heldout_backward@<model>'s <model>.json: the base and the backward model
 
 
 @dataclass
@@ -58,6 +59,7 @@ class ReportData:
     judge_check: dict | None = None  # metrics/eval/judge_check.json; None = not run
     paired: list[dict] = field(default_factory=list)  # one row per comparison of paired.json
     heldout: list[dict] = field(default_factory=list)  # models with a held-out NLL
+    backward: list[dict] = field(default_factory=list)  # held-out instructions under base and backward
     histograms: dict[str, dict[str, int]] = field(default_factory=dict)
     kept: list[dict] = field(default_factory=list)
     lengths: list[dict] = field(default_factory=list)
@@ -108,6 +110,19 @@ def win_rate_rows(models: list[str], directory: Path) -> list[dict]:
             "win_rate", "standard_error", "discrete_win_rate")}, "lc_win_rate": lc.get(m),
             **{k: data.get(k) for k in ("avg_length", "n_total", "reference", "judge")},
             "heldout_nll": _number(path, data.get("heldout_nll"), "heldout_nll")})
+    return rows
+
+
+def backward_rows(directory: Path) -> list[dict]:
+    """The held-out instructions' NLL given their answers, under the base and the backward model
+    (metrics/eval/backward/<model>.json); a model whose file is absent is left out."""
+    rows = []
+    for m in ("base", "backward"):
+        path = directory / BACKWARD / f"{m}.json"
+        data = _optional_json(path)
+        if data is not None:
+            rows.append({"model": m, "heldout_nll": _number(path, data.get("heldout_nll"), "heldout_nll"),
+                         "heldout_tokens": data.get("heldout_tokens"), "heldout_n": data.get("heldout_n")})
     return rows
 
 
@@ -194,6 +209,7 @@ def collect(models: list[str], iterations: list[str], paths: ReportPaths, *, lab
     data.paired = paired_rows(models, paths.eval_metrics)
     data.heldout = [{"model": r["model"], "heldout_nll": r["heldout_nll"]} for r in data.win_rates
                     if r["heldout_nll"] is not None]
+    data.backward = backward_rows(paths.eval_metrics)
     data.histograms, data.kept = curation_rows(iterations, paths.curation_metrics)
     data.lengths = length_rows(paths.seed, paths.curated, iterations)
     if labels:
@@ -341,6 +357,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
 <h2>Judge check</h2>{check_html}
 <h2>Consecutive models head to head</h2>{_table(data.paired) if data.paired else "<p>no comparisons (one model, or the paired stage has not run)</p>"}
 <p>Win rate of a over b on the same prompts, both orders, with a 95% paired bootstrap interval over prompts; a claim that a beat b holds only where the interval excludes 50.</p>
+<h2>Backward model: held-out instructions</h2>{_table(data.backward) if data.backward else "<p>not measured (stage heldout_backward)</p>"}
+<p>Mean NLL per token of the held-out seed instructions given their answers, under the base model and the backward model trained from it: how well each writes the request a human text answers.</p>
 <h2>Curation per iteration</h2>{_table([{**r, **data.histograms.get(r["iteration"], {})} for r in data.kept])}
 <h2>Lengths (characters)</h2>{_table(data.lengths)}
 <h2>Curation quality vs labels</h2>{_table(quality) if quality else "<p>not configured (eval.curation_labels)</p>"}

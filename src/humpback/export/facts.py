@@ -35,6 +35,8 @@ class ModelFacts:
     eval: dict[str, Any] | None = None  # metrics/eval/<name>.json; None: not in eval.models
     lc_win_rate: float | None = None
     paired: list[dict[str, Any]] = field(default_factory=list)  # paired.json comparisons with this model first
+    # backward only: heldout_backward@ of it and of the base (metrics/eval/backward/<model>.json), where run
+    heldout_backward: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,6 +185,19 @@ def _eval_of(name: str, eval_dir: Path) -> tuple[Path, dict, float | None, list[
     return path, data, _number(lc_path, entry, "lc_win_rate"), mine
 
 
+def _heldout_backward(eval_dir: Path) -> dict[str, dict[str, Any]]:
+    """{"backward": ..., "base": ...}: the held-out instructions' NLL under each (heldout_backward@),
+    with the file it came from; only when the backward model's own file is there."""
+    out = {}
+    for model in ("backward", "base"):
+        path = eval_dir / "backward" / f"{model}.json"
+        if path.is_file():
+            data = read_metrics(path, ["heldout_nll", "heldout_n", "heldout_tokens"], f"heldout_backward@{model}")
+            _number(path, data, "heldout_nll")
+            out[model] = {**data, "path": path}
+    return out if "backward" in out else {}
+
+
 def read_models(params: str | Path, train_dir: Path, eval_dir: Path) -> list[ModelFacts]:
     iterations = load_section("iterations", params)
     evaluated = set(load_section("eval", params).models)
@@ -194,12 +209,15 @@ def read_models(params: str | Path, train_dir: Path, eval_dir: Path) -> list[Mod
                              f"train_{name}" if kind != "forward" else f"train@{name}")
         if train["kind"] != kind:
             raise InputError(train_path, f"'kind' is {train['kind']!r:.40}, expected {kind!r} for model {name}")
-        cfg = load_section("train", params, iteration=name if kind == "forward" else None)
+        cfg = load_section("train", params, iteration=name if kind == "forward" else None,
+                           backward=kind == "backward")
         facts = ModelFacts(name=name, kind=kind, train_path=train_path, train=train,
                            train_params=dataclasses.asdict(cfg),
                            scores_for=[it for it, body in iterations.items() if body.prev == name])
         if name in evaluated:
             facts.eval_path, facts.eval, facts.lc_win_rate, facts.paired = _eval_of(name, eval_dir)
+        if kind == "backward":
+            facts.heldout_backward = _heldout_backward(eval_dir)
         out.append(facts)
     return out
 

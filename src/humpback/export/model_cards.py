@@ -58,7 +58,23 @@ def eval_results(m: ModelFacts, f: ExportFacts) -> list[EvalResult]:
     return out
 
 
+def _backward_evaluation(m: ModelFacts) -> list[str]:
+    """The backward model's one measure: how likely it finds the held-out human instructions given
+    their answers, beside the base it was trained from."""
+    rows = []
+    for model in ("backward", "base"):
+        h = m.heldout_backward.get(model)
+        if h is not None and h.get("heldout_nll") is not None:
+            rows.append([f"held-out instruction NLL per token, {'this model' if model == 'backward' else 'the base model'}",
+                         f"{h['heldout_nll']:.4f} ({h['heldout_n']} pairs, {h['heldout_tokens']} tokens)", f"`{h['path']}`"])
+    return ["It writes instructions rather than following them, so it is not judged. Its measure is the held-out "
+            "seed instructions' likelihood given their answers (stage heldout_backward; lower is better).", "",
+            table(["metric", "value", "source"], rows)]
+
+
 def _evaluation(m: ModelFacts) -> list[str]:
+    if m.kind == "backward" and any(h.get("heldout_nll") is not None for h in m.heldout_backward.values()):
+        return _backward_evaluation(m)
     if m.eval is None:
         why = ("The backward model writes instructions rather than following them, so the pipeline does not "
                "evaluate it." if m.kind == "backward" else

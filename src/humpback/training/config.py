@@ -1,5 +1,6 @@
-"""`train:` params: one recipe for every fine-tuning run (backward, m0, it1, it2, ...), and `mix:`,
-what the forward runs (it1, it2, ...) learn from.
+"""`train:` params: one recipe for every fine-tuning run (backward, m0, it1, it2, ...); `backward:`,
+the keys of that recipe the backward model trains with instead; and `mix:`, what the forward runs
+(it1, it2, ...) learn from.
 
 Defaults are the embedded CPU run (SmolLM2-135M, LoRA, bf16 autocast); configs/paper.yaml holds
 the paper's full fine-tuning recipe.
@@ -8,7 +9,7 @@ the paper's full fine-tuning recipe.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from humpback.config import param, seed_param
 
@@ -75,3 +76,17 @@ class MixConfig:
     # train.batch_size, small_data_batch_size and max_steps. N counts the curated pairs drawn;
     # the seed pairs come on top (mix.seed).
     scaling_steps: bool = True
+
+
+@dataclass
+class BackwardConfig:
+    """`backward:` params: the backward model's own training (stage train_backward only).
+
+    `train` is a partial mapping over the train section, checked as that section's keys are, as an
+    iteration's `train:` override is. The default trains it for 3 epochs where the forward models
+    take 1: it learns a short label (the instruction) per long document, so one pass over 141 seed
+    pairs is only 2,349 labelled tokens, and the model it leaves still writes statements about the
+    text where a request belongs (a third of its instructions were rejected by augment's filters;
+    README "The backward model")."""
+
+    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 3})

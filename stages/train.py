@@ -4,7 +4,7 @@
   --kind m0        seed pairs under the seed tag                          -> M0, the first curator
   --kind forward   seed (seed tag) + --curated pairs (augmented tag)      -> M1, M2, ...
 
-A backward run reads the train section with the backward section's `train:` keys on top (3 epochs
+A backward run reads the train section with the backward section's `train:` keys on top (2 epochs
 by default). A forward run reads the train and mix sections as its --iteration sees them (the iteration's
 overrides on top): mix.seed false leaves the seed pairs out; a curated table that select@ drew
 with select.sample N > 0 trains, under mix.scaling_steps, for the paper's steps at its batch size

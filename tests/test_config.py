@@ -359,10 +359,10 @@ def test_the_backward_model_reads_train_with_its_own_keys_on_top(tmp_path):
     assert (m0.epochs, m0.lora.r) == (1, 4)  # every other model: the section as written
     assert load_section("train", p, iteration="it1").epochs == 1
     validate_all(p)
-    # no backward section: the code default (3 epochs); an empty one: the train section as written
-    assert load_section("train", _params(tmp_path, "train: {epochs: 2}\n"), backward=True).epochs == 3
-    assert load_section("train", _params(tmp_path, "train: {epochs: 2}\nbackward: {train: {}}\n"),
-                        backward=True).epochs == 2
+    # no backward section: the code default (2 epochs); an empty one: the train section as written
+    assert load_section("train", _params(tmp_path, "train: {epochs: 1}\n"), backward=True).epochs == 2
+    assert load_section("train", _params(tmp_path, "train: {epochs: 1}\nbackward: {train: {}}\n"),
+                        backward=True).epochs == 1
 
 
 @pytest.mark.parametrize("body, message", [

@@ -187,7 +187,7 @@ def test_the_train_params_in_a_card_are_those_its_iteration_saw(project, monkeyp
     assert "learning_rate: 5e-05" in (project / "exports/models/it2/README.md").read_text()
     assert "learning_rate: 0.0002" in (project / "exports/models/it1/README.md").read_text()
     # the backward model trained with the backward section's keys on top of train
-    assert "epochs: 3" in (project / "exports/models/backward/README.md").read_text()
+    assert "epochs: 2" in (project / "exports/models/backward/README.md").read_text()
     assert "epochs: 1" in (project / "exports/models/m0/README.md").read_text()
 
 

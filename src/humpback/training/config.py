@@ -83,10 +83,10 @@ class BackwardConfig:
     """`backward:` params: the backward model's own training (stage train_backward only).
 
     `train` is a partial mapping over the train section, checked as that section's keys are, as an
-    iteration's `train:` override is. The default trains it for 3 epochs where the forward models
+    iteration's `train:` override is. The default trains it for 2 epochs where the forward models
     take 1: it learns a short label (the instruction) per long document, so one pass over 141 seed
     pairs is only 2,349 labelled tokens, and the model it leaves still writes statements about the
     text where a request belongs (a third of its instructions were rejected by augment's filters;
     README "The backward model")."""
 
-    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 3})
+    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 2})

@@ -381,3 +381,12 @@ def test_a_bad_backward_key_is_an_error_naming_its_full_path(tmp_path, body, mes
         load_section("train", p, backward=True)
     assert message in str(e.value)
     load_section("train", p)  # m0 and the forward models do not read it
+
+
+def test_the_paper_preset_trains_the_backward_model_as_every_other(tmp_path):
+    # params.yaml's backward.train (2 epochs) would survive a preset that leaves the key out
+    params = tmp_path / "params.yaml"
+    params.write_text((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    apply_preset(Path(__file__).resolve().parents[1] / "configs/paper.yaml", params)
+    assert load_section("train", params, backward=True) == load_section("train", params)
+    assert load_section("train", params).epochs == 3

@@ -131,7 +131,7 @@ def test_paper_preset_runs_every_stage_to_the_report(paper_run):
                 *(f"{s}@{it}" for s in ("score", "select", "train") for it in ("it1", "it2")),
                 *(f"{s}@{m}" for s in ("generate", "judge", "heldout") for m in ("m0", "it1", "it2")),
                 "heldout_backward@base", "heldout_backward@backward",
-                "judge_check", "paired", "length_controlled", "export"}
+                "judge_check", "paired", "length_controlled", "export", "params", "cost"}
     assert ran == expected
     # a pretrained-style base: no chat template, no pad token -> our plain format, saved with each model
     assert json.loads((ws / "models/base/humpback_model.json").read_text())["source"] == "tiny"

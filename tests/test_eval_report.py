@@ -240,3 +240,25 @@ def test_report_without_the_new_files(tmp_path):
     page = (tmp_path / "metrics/report/index.html").read_text()
     assert "no comparisons" in page and "<h2>Judge check</h2><p>not run</p>" in page
     assert data.backward == [] and "not measured (stage heldout_backward)" in page
+
+
+def test_the_backward_models_instruction_openings_are_counted_and_shown(tmp_path):
+    from humpback.evaluation.report import collect, instruction_openings, render_html
+
+    make_inputs(tmp_path)
+    texts = ["Write a Python function that sums.", "Write a  Python\nscript.", "Write a Python", "What is the GIL?",
+             "What is the\tsea?", "Hi", "How can I help?"]
+    candidates = tmp_path / "data/augmented/candidates.parquet"
+    pl.DataFrame({"segment_id": [f"s{j}" for j in range(len(texts))], "instruction": texts,
+                  "output": ["o" * 80] * len(texts)}).write_parquet(candidates)
+    got = instruction_openings(candidates, top=2)
+    # whitespace of any kind splits words; a shorter instruction is its own opening
+    assert got == {"instructions": 7, "distinct_openings": 4,
+                   "top": [{"opening": "Write a Python", "count": 3}, {"opening": "What is the", "count": 2}]}
+    paths = _paths(tmp_path)
+    paths.candidates = candidates
+    data = collect(["base", "m0", "it1", "it2"], ["it1", "it2"], paths)
+    assert data.openings["distinct_openings"] == 4
+    render_html(data, tmp_path / "index.html", "report.png")
+    page = (tmp_path / "index.html").read_text()
+    assert "kept: 7, with 4 distinct 3-word openings" in page and "<td>Write a Python</td><td>3</td>" in page

@@ -60,6 +60,7 @@ class ReportData:
     paired: list[dict] = field(default_factory=list)  # one row per comparison of paired.json
     heldout: list[dict] = field(default_factory=list)  # models with a held-out NLL
     backward: list[dict] = field(default_factory=list)  # held-out instructions under base and backward
+    openings: dict = field(default_factory=dict)  # how varied augment's kept instructions open; {}: no candidates
     histograms: dict[str, dict[str, int]] = field(default_factory=dict)
     kept: list[dict] = field(default_factory=list)
     lengths: list[dict] = field(default_factory=list)
@@ -124,6 +125,24 @@ def backward_rows(directory: Path) -> list[dict]:
             rows.append({"model": m, "heldout_nll": _number(path, data.get("heldout_nll"), "heldout_nll"),
                          "heldout_tokens": data.get("heldout_tokens"), "heldout_n": data.get("heldout_n")})
     return rows
+
+
+OPENING_WORDS = 3
+
+
+def instruction_openings(candidates: Path, top: int = 5) -> dict:
+    """How varied the backward model's instructions are: among the candidates augment kept, the
+    distinct openings (first OPENING_WORDS words) and the most common ones. A backward model trained
+    past its data repeats a few requests ("Write a Python function ...") whatever the text shows."""
+    df = read_table(candidates, ["instruction"], allow_empty=True,
+                    missing="file not found (has augment run?)")
+    counts: dict[str, int] = {}
+    for text in df["instruction"]:
+        opening = " ".join(str(text).split()[:OPENING_WORDS])
+        counts[opening] = counts.get(opening, 0) + 1
+    common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return {"instructions": df.height, "distinct_openings": len(counts),
+            "top": [{"opening": o, "count": n} for o, n in common]}
 
 
 def judge_check_data(directory: Path) -> dict | None:
@@ -210,6 +229,7 @@ def collect(models: list[str], iterations: list[str], paths: ReportPaths, *, lab
     data.heldout = [{"model": r["model"], "heldout_nll": r["heldout_nll"]} for r in data.win_rates
                     if r["heldout_nll"] is not None]
     data.backward = backward_rows(paths.eval_metrics)
+    data.openings = instruction_openings(paths.candidates) if paths.candidates is not None else {}
     data.histograms, data.kept = curation_rows(iterations, paths.curation_metrics)
     data.lengths = length_rows(paths.seed, paths.curated, iterations)
     if labels:
@@ -333,6 +353,14 @@ def _check_row(stats: dict) -> dict:
     return {k: stats.get(k) for k in ("discrimination", "order_consistency", "first_slot_rate", "n")}
 
 
+def _openings_html(openings: dict) -> str:
+    if not openings:
+        return ""
+    return (f"<p>Its instructions that augment kept: {openings['instructions']}, with "
+            f"{openings['distinct_openings']} distinct {OPENING_WORDS}-word openings; the most common:</p>"
+            + _table(openings["top"]))
+
+
 def render_html(data: ReportData, path: Path, png_name: str, candidates_page: str | None = None) -> None:
     quality = [{"iteration": it, **q} for it, q in data.quality.get("iterations", {}).items()]
     warning = judge_warning(data.judge_check)
@@ -359,6 +387,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
 <p>Win rate of a over b on the same prompts, both orders, with a 95% paired bootstrap interval over prompts; a claim that a beat b holds only where the interval excludes 50.</p>
 <h2>Backward model: held-out instructions</h2>{_table(data.backward) if data.backward else "<p>not measured (stage heldout_backward)</p>"}
 <p>Mean NLL per token of the held-out seed instructions given their answers, under the base model and the backward model trained from it: how well each writes the request a human text answers.</p>
+{_openings_html(data.openings)}
 <h2>Curation per iteration</h2>{_table([{**r, **data.histograms.get(r["iteration"], {})} for r in data.kept])}
 <h2>Lengths (characters)</h2>{_table(data.lengths)}
 <h2>Curation quality vs labels</h2>{_table(quality) if quality else "<p>not configured (eval.curation_labels)</p>"}

@@ -210,6 +210,17 @@ def test_an_iteration_overrides_its_own_sections_only(tmp_path):
     validate_all(p)
 
 
+def _both_name(p: Path, message: str, section: str | None = None, **where) -> None:
+    """`humpback check-params` (validate_all) names the problem, and so does the stage reading `section`."""
+    with pytest.raises(ConfigError) as e:
+        validate_all(p)
+    assert message in str(e.value) and str(p) in str(e.value)
+    if section:
+        with pytest.raises(ConfigError) as e:
+            load_section(section, p, **where)
+        assert message in str(e.value)
+
+
 @pytest.mark.parametrize("override, message", [
     ("select: {thresold: 4.5}", "params.yaml: iterations.it2.select: unknown key(s) thresold; known: "),
     ("select: {threshold: high}", "params.yaml: iterations.it2.select.threshold: expected a number, got 'high'"),
@@ -224,14 +235,10 @@ def test_an_iteration_overrides_its_own_sections_only(tmp_path):
 ])
 def test_a_bad_override_is_an_error_naming_its_full_path(tmp_path, override, message):
     p = _params(tmp_path, f"iterations:\n  it1: {{prev: m0}}\n  it2: {{prev: it1, {override}}}\n")
-    with pytest.raises(ConfigError) as e:
-        validate_all(p)  # what `humpback check-params` runs
-    assert message in str(e.value) and str(p) in str(e.value)
     section = override.split(":")[0]
-    if section in ("select", "train", "mix") and "{" in override:  # the stage that reads it says the same
-        with pytest.raises(ConfigError) as e:
-            load_section(section, p, iteration="it2")
-        assert message in str(e.value)
+    read = section in ("select", "train", "mix") and "{" in override  # a stage reads it
+    _both_name(p, message, section if read else None, iteration="it2")
+    if read:
         load_section(section, p, iteration="it1")  # it1 has no override: fine
 
 
@@ -374,12 +381,7 @@ def test_the_backward_model_reads_train_with_its_own_keys_on_top(tmp_path):
 ])
 def test_a_bad_backward_key_is_an_error_naming_its_full_path(tmp_path, body, message):
     p = _params(tmp_path, f"backward: {{{body}}}\n")
-    with pytest.raises(ConfigError) as e:
-        validate_all(p)
-    assert message in str(e.value)
-    with pytest.raises(ConfigError) as e:  # the stage that reads it says the same
-        load_section("train", p, backward=True)
-    assert message in str(e.value)
+    _both_name(p, message, "train", backward=True)
     load_section("train", p)  # m0 and the forward models do not read it
 
 

@@ -135,14 +135,19 @@ def workspace(tmp_path: Path, monkeypatch, pairs: pl.DataFrame) -> Path:
     return tmp_path
 
 
-def test_stage_on_a_lora_model(tmp_path, monkeypatch, tiny_lora_dir):
+def run_on_lora(tmp_path: Path, monkeypatch, lora_dir: Path, stage: str, out: str):
+    """`stage`@lora on a workspace whose models/lora is the tiny LoRA model: the workspace, the JSON
+    written to `out`, and the model and tokenizer to check it against."""
     ws = workspace(tmp_path, monkeypatch, PAIRS)
     (ws / "models").mkdir()
-    (ws / "models/lora").symlink_to(tiny_lora_dir)
-    dvc_stage.run("heldout", "lora")
-    got = json.loads((ws / "data/eval/heldout/lora.json").read_text())
-    ref = resolve(tiny_lora_dir)
-    model, tok = load_model(ref, dtype="float32"), load_tokenizer(ref)
+    (ws / "models/lora").symlink_to(lora_dir)
+    dvc_stage.run(stage, "lora")
+    ref = resolve(lora_dir)
+    return ws, json.loads((ws / out).read_text()), load_model(ref, dtype="float32"), load_tokenizer(ref)
+
+
+def test_stage_on_a_lora_model(tmp_path, monkeypatch, tiny_lora_dir):
+    _, got, model, tok = run_on_lora(tmp_path, monkeypatch, tiny_lora_dir, "heldout", "data/eval/heldout/lora.json")
     want, tokens = hand_nll(model, tok, PAIRS, "SYS")
     assert got["heldout_n"] == 4 and got["heldout_tokens"] == tokens and got["model"] == "lora"
     assert got["heldout_nll"] == pytest.approx(want, rel=1e-4)
@@ -150,13 +155,8 @@ def test_stage_on_a_lora_model(tmp_path, monkeypatch, tiny_lora_dir):
 
 def test_backward_stage_scores_the_instructions_cut_where_the_backward_training_cuts(tmp_path, monkeypatch,
                                                                                     tiny_lora_dir):
-    ws = workspace(tmp_path, monkeypatch, PAIRS)
-    (ws / "models").mkdir()
-    (ws / "models/lora").symlink_to(tiny_lora_dir)
-    dvc_stage.run("heldout_backward", "lora")
-    got = json.loads((ws / "metrics/eval/backward/lora.json").read_text())
-    ref = resolve(tiny_lora_dir)
-    model, tok = load_model(ref, dtype="float32"), load_tokenizer(ref)
+    ws, got, model, tok = run_on_lora(tmp_path, monkeypatch, tiny_lora_dir, "heldout_backward",
+                                      "metrics/eval/backward/lora.json")
     want, tokens = hand_nll(model, tok, PAIRS, "", backward(PromptsConfig()))
     assert (got["kind"], got["model"], got["heldout_n"], got["heldout_tokens"]) == ("backward", "lora", 4, tokens)
     assert got["heldout_nll"] == pytest.approx(want, rel=1e-4)

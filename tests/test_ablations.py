@@ -108,6 +108,13 @@ def test_scaling_steps_off_retrains_the_forward_models_only(workspace):
     assert {"train@it1", "train@it2"} <= stale and not stale & {"train_backward", "train_m0", "score@it1"}
 
 
+def test_the_backward_models_epochs_rerun_it_and_what_its_instructions_feed_never_m0(workspace):
+    stale = stale_after(workspace, "backward.train.epochs=1")
+    assert stale == {"train_backward", "augment", "heldout_backward@base", "heldout_backward@backward",
+                     "score@it1", "score@it2", "select@it1", "select@it2", "train@it1", "train@it2", *EVAL,
+                     "report", "export"}
+
+
 def test_a_train_override_for_it2_never_reruns_scoring(workspace):
     stale = stale_after(workspace, "++iterations.it2.train.max_steps=5")
     # select@it2 declares the whole iterations.it2 (DVC rejects a declared key that may be missing,

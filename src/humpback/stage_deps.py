@@ -75,15 +75,15 @@ def _current_package(path: Path, src: Path) -> list[str]:
 
 
 def imported_modules(path: Path, src: Path,
-                     sections: dict[str, str]) -> tuple[set[str], set[str], set[str], set[str]]:
+                     sections: dict[str, str]) -> tuple[set[str], set[str], set[str], bool]:
     """Names of project modules `path` imports (absolute, relative and the two dynamic forms), the
     params sections it loads by name, those it loads per iteration (an `iteration=` keyword), and
-    `backward` where it loads a section as the backward model sees it (a `backward=` keyword)."""
+    whether it loads a section as the backward model sees it (a `backward=` keyword)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: set[str] = set()
     loaded: set[str] = set()
     per_iteration: set[str] = set()
-    for_backward: set[str] = set()
+    for_backward = False
     in_src = src in path.resolve().parents
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -108,8 +108,7 @@ def imported_modules(path: Path, src: Path,
                 found.add(literal)
             elif fname == "load_section" and literal is not None:
                 (per_iteration if any(k.arg == "iteration" for k in node.keywords) else loaded).add(literal)
-                if any(k.arg == "backward" for k in node.keywords):
-                    for_backward.add("backward")
+                for_backward |= any(k.arg == "backward" for k in node.keywords)
                 if literal in sections:
                     found.add(sections[literal].partition(":")[0])
             elif fname == "validate_all" and not in_src:  # a stage validating the whole file: every section's rules count
@@ -117,13 +116,13 @@ def imported_modules(path: Path, src: Path,
     return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}, loaded, per_iteration, for_backward
 
 
-def _walk(script: Path, root: Path) -> tuple[set[Path], set[str], set[str], set[str]]:
+def _walk(script: Path, root: Path) -> tuple[set[Path], set[str], set[str], bool]:
     """The import closure of `script` (relative to `root`, script included), the params sections
-    that closure loads by name, those it loads per iteration and those it loads for the backward
-    model; each file is parsed once."""
+    that closure loads by name, those it loads per iteration, and whether it loads one for the
+    backward model; each file is parsed once."""
     src = (root / "src").resolve()
     sections = _sections(src)
-    todo, seen, loaded, per_iteration, for_backward = [script.resolve()], set(), set(), set(), set()
+    todo, seen, loaded, per_iteration, for_backward = [script.resolve()], set(), set(), set(), False
     while todo:
         f = todo.pop()
         if f in seen:
@@ -160,12 +159,6 @@ def code_dep(dep: str) -> bool:
     return dep.startswith(("src/", "stages/")) or dep.endswith(".py")
 
 
-def _option(cmd: str, name: str) -> str | None:
-    """The value of option `name` in a dvc.yaml command, or None."""
-    words = shlex.split(cmd.split("#", 1)[0])
-    return next((words[i + 1] for i, w in enumerate(words[:-1]) if w == name), None)
-
-
 def check_stages(root: Path = Path(".")) -> list[StageDeps]:
     """Compare each stage's code deps in root/dvc.yaml with its command's import closure."""
     doc = YAML(typ="safe").load((root / "dvc.yaml").read_text(encoding="utf-8"))
@@ -176,15 +169,16 @@ def check_stages(root: Path = Path(".")) -> list[StageDeps]:
         if script is None:
             continue
         closure, read, per_iteration, for_backward = _walk(root / script, root)
+        words = shlex.split(body["cmd"].split("#", 1)[0])
         # per-iteration reads count where the command names an iteration, or where the code reads the
         # iterations section itself and so goes through them (export: every model's train section)
-        if per_iteration and ("--iteration" in shlex.split(body["cmd"].split("#", 1)[0]) or "iterations" in read):
+        if per_iteration and ("--iteration" in words or "iterations" in read):
             read = read | per_iteration | {"iterations"}
         # the backward section counts where the command's --kind is backward (train_backward, not
         # train_m0: the same script), or where it has no --kind and so reads it whatever it runs
-        kind = _option(body["cmd"], "--kind")
+        kind = next((words[i + 1] for i, w in enumerate(words[:-1]) if w == "--kind"), None)
         if for_backward and kind in (None, "backward"):
-            read = read | for_backward
+            read = read | {"backward"}
         declared = {str(p).split(".")[0] for p in body.get("params") or [] if isinstance(p, str)}
         deps = [str(d) for d in body.get("deps") or []]
         code = [Path(d.rstrip("/")) for d in deps if code_dep(d)]

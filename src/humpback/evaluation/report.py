@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import textwrap
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,10 +137,7 @@ def instruction_openings(candidates: Path, top: int = 5) -> dict:
     past its data repeats a few requests ("Write a Python function ...") whatever the text shows."""
     df = read_table(candidates, ["instruction"], allow_empty=True,
                     missing="file not found (has augment run?)")
-    counts: dict[str, int] = {}
-    for text in df["instruction"]:
-        opening = " ".join(str(text).split()[:OPENING_WORDS])
-        counts[opening] = counts.get(opening, 0) + 1
+    counts = Counter(" ".join(str(text).split()[:OPENING_WORDS]) for text in df["instruction"])
     common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     return {"instructions": df.height, "distinct_openings": len(counts),
             "top": [{"opening": o, "count": n} for o, n in common]}

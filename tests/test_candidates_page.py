@@ -11,7 +11,7 @@ from candidates_data import HOSTILE, realistic, write_outputs
 
 from humpback.curation.config import SelectConfig
 from humpback.curation.selection import explain, select
-from humpback.errors import InputError
+from humpback.errors import EmptyResultError, InputError
 from humpback.evaluation.candidates_page import Caps, _sample, build_candidates_page, collect, script_json
 
 
@@ -165,3 +165,35 @@ def test_explain_details_name_the_rule_and_its_numbers():
     assert set(plain["detail"]) == {"select.curate is false: every candidate kept"} and plain["kept"].all()
     with pytest.raises(InputError, match=r"scores/it1\.parquet.*duplicate segment_id: a row's verdict would be ambiguous"):
         explain(pl.concat([scored, scored.head(1)]), cfg, source="scores/it1.parquet")
+
+
+@pytest.mark.parametrize(("cfg", "kept_detail"), [
+    (SelectConfig(threshold=3, top_share=0, max_examples=0), "score >= threshold 3"),
+    (SelectConfig(threshold=3, top_share=0, max_examples=1), "score >= threshold 3 and among the best (max_examples 1)"),
+    (SelectConfig(threshold=3, top_share=0.5, max_examples=0),
+     "score >= threshold 3 and among the best (top_share 0.5 of 5 scored = 3)"),
+])
+def test_explain_names_only_the_caps_that_are_set(cfg, kept_detail):
+    scored = pl.DataFrame({"segment_id": list("abcdef"), "instruction": ["i"] * 6, "output": ["o"] * 6,
+                           "score": [5.0, 4.5, 4.0, 3.0, 2.0, None]}, schema_overrides={"score": pl.Float64})
+    v = explain(scored, cfg)
+    assert set(v.filter("kept")["detail"]) == {kept_detail}
+    caps = kept_detail.partition(" and among the best ")[2]
+    assert set(v.filter(pl.col("reason") == "beyond_cap")["detail"]) == (
+        {f"score >= threshold 3 but not among the best {caps}"} if caps else set())
+
+
+def test_explain_gives_verdicts_where_select_would_refuse():
+    """Nothing passes: select stops the pipeline, explain still says why for every row. A sample
+    larger than what passed cannot be drawn, and the error names the table and the numbers."""
+    scored = pl.DataFrame({"segment_id": list("abc"), "instruction": ["i"] * 3, "output": ["o"] * 3,
+                           "score": [2.0, 1.0, None]}, schema_overrides={"score": pl.Float64})
+    v = explain(scored, SelectConfig(threshold=4, top_share=0, allow_empty=False))
+    assert v["reason"].to_list() == ["below_threshold", "below_threshold", "unparsed"] and not v["kept"].any()
+    with pytest.raises(EmptyResultError) as err:
+        explain(scored, SelectConfig(threshold=1, top_share=0, sample=5), source="scores/it2.parquet")
+    assert str(err.value) == ("scores/it2.parquet: select.sample is 5 but only 2 of 3 pairs were kept "
+                              "(threshold 1, top_share 0, max_examples 0); lower select.sample or keep more pairs")
+    with pytest.raises(InputError) as err:
+        explain(pl.concat([scored, scored.head(1)]), SelectConfig())
+    assert str(err.value) == "scores: duplicate segment_id: a row's verdict would be ambiguous"

@@ -224,7 +224,7 @@ def test_row_store_ids_and_values_across_chunks(monkeypatch):
 
 
 def test_mismatched_lengths_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^2 hashes for 1 ids$"):
         ExactDedup().check([1, 2], ["a"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^2 signatures for 1 ids$"):
         BandIndex(0.8, 64).check(np.zeros((2, 64), dtype=np.uint32), ["a"])

@@ -385,6 +385,19 @@ def test_a_bad_backward_key_is_an_error_naming_its_full_path(tmp_path, body, mes
     load_section("train", p)  # m0 and the forward models do not read it
 
 
+def test_check_params_lists_a_bad_backward_key_beside_the_other_problems(tmp_path):
+    p = _params(tmp_path, "select: {threshold: 9}\nbackward: {train: {epoch: 3}}\n")
+    with pytest.raises(ConfigError) as e:
+        validate_all(p)
+    listed = " | ".join(e.value.problems)
+    assert "select.threshold: 9 is out of range" in listed and "backward.train: unknown key(s) epoch" in listed
+
+
+def test_only_train_has_backward_model_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"^section 'select' has no backward-model overrides \(only train\)$"):
+        load_section("select", _params(tmp_path, "backward: {train: {epochs: 3}}\n"), backward=True)
+
+
 def test_the_paper_preset_trains_the_backward_model_as_every_other(tmp_path):
     # params.yaml's backward.train (2 epochs) would survive a preset that leaves the key out
     params = tmp_path / "params.yaml"

@@ -143,11 +143,17 @@ def test_realistic_outputs_build_a_page(tmp_path):
     assert {r["it"][1][2] for r in data["rows"] if not r["aug"]} == {"kept", "below_threshold", "beyond_cap", "unparsed"}
 
 
+def _scored(scores: list[float | None]) -> pl.DataFrame:
+    """A scored table with ids a, b, c, ... in the order of `scores` (None: unparsed)."""
+    n = len(scores)
+    return pl.DataFrame({"segment_id": list("abcdefghij"[:n]), "instruction": ["i"] * n, "output": ["o"] * n,
+                         "score": scores}, schema_overrides={"score": pl.Float64})
+
+
 def test_explain_details_name_the_rule_and_its_numbers():
     """A hand-worked case: 6 rows, one unparsed, threshold 3 (a score equal to it passes), the best
     half of the 5 scored (3 rows) at most 2 rows, then a sample of 1."""
-    scored = pl.DataFrame({"segment_id": list("abcdef"), "instruction": ["i"] * 6, "output": ["o"] * 6,
-                           "score": [5.0, 4.5, 4.0, 3.0, 2.0, None]}, schema_overrides={"score": pl.Float64})
+    scored = _scored([5.0, 4.5, 4.0, 3.0, 2.0, None])
     cfg = SelectConfig(threshold=3, top_share=0.5, max_examples=2, sample=1, seed=0)
     v = explain(scored, cfg, source="scores/it1.parquet")
     rows = {r["segment_id"]: (r["reason"], r["detail"]) for r in v.iter_rows(named=True)}
@@ -174,8 +180,7 @@ def test_explain_details_name_the_rule_and_its_numbers():
      "score >= threshold 3 and among the best (top_share 0.5 of 5 scored = 3)"),
 ])
 def test_explain_names_only_the_caps_that_are_set(cfg, kept_detail):
-    scored = pl.DataFrame({"segment_id": list("abcdef"), "instruction": ["i"] * 6, "output": ["o"] * 6,
-                           "score": [5.0, 4.5, 4.0, 3.0, 2.0, None]}, schema_overrides={"score": pl.Float64})
+    scored = _scored([5.0, 4.5, 4.0, 3.0, 2.0, None])
     v = explain(scored, cfg)
     assert set(v.filter("kept")["detail"]) == {kept_detail}
     caps = kept_detail.partition(" and among the best ")[2]
@@ -186,8 +191,7 @@ def test_explain_names_only_the_caps_that_are_set(cfg, kept_detail):
 def test_explain_gives_verdicts_where_select_would_refuse():
     """Nothing passes: select stops the pipeline, explain still says why for every row. A sample
     larger than what passed cannot be drawn, and the error names the table and the numbers."""
-    scored = pl.DataFrame({"segment_id": list("abc"), "instruction": ["i"] * 3, "output": ["o"] * 3,
-                           "score": [2.0, 1.0, None]}, schema_overrides={"score": pl.Float64})
+    scored = _scored([2.0, 1.0, None])
     v = explain(scored, SelectConfig(threshold=4, top_share=0, allow_empty=False))
     assert v["reason"].to_list() == ["below_threshold", "below_threshold", "unparsed"] and not v["kept"].any()
     with pytest.raises(EmptyResultError) as err:
